@@ -1,0 +1,32 @@
+# Convenience wrapper around CMake. The README's two commands:
+#   make demo   — build, then run the bundled demo study (configs/demo.json)
+#   make test   — build with warnings as errors, then run every test with ctest
+JOBS ?= $(shell nproc)
+BUILD ?= build
+CMAKE_FLAGS ?=
+
+.PHONY: all build test test-asan demo bench fuzz clean
+all: build
+
+build:
+	cmake -S . -B $(BUILD) -DSRLM_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build; runs every test not labelled slow.
+test-asan:
+	cmake -S . -B build-asan -DSRLM_WERROR=ON -DSRLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j$(JOBS) -LE 'slow|integration'
+
+demo: build
+	$(BUILD)/srlm study configs/demo.json
+
+bench: build
+	cmake --build $(BUILD) --target bench -j$(JOBS)
+
+clean:
+	rm -rf build build-asan build-fuzz
