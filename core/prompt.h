@@ -18,7 +18,7 @@
  *
  * Chat mode (`chat` = 1) wraps the user turn in ChatML (Qwen2.5's template):
  *   "<|im_start|>system\nSYSTEM<|im_end|>\n<|im_start|>user\nUSER<|im_end|>\n<|im_start|>assistant\n"
- * with SYSTEM = PF_DEFAULT_SYSTEM, and the target ends with "<|im_end|>". The user turn
+ * with SYSTEM = PF_DEFAULT_SYSTEM (Qwen2.5's default, as tok_chat_render), and the target ends with "<|im_end|>". The user turn
  * carries an instruction that says how to answer (see pf_render_messages). A record with
  * `messages` uses its own turns: every message up to the last assistant message is the
  * prompt, the last assistant message is the target.
@@ -48,7 +48,7 @@ typedef enum {
 } pf_format;
 
 #define PF_N_FORMATS 5
-#define PF_DEFAULT_SYSTEM "You are a helpful assistant."
+#define PF_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." /* = TOK_DEFAULT_SYSTEM */
 #define PF_IM_START "<|im_start|>"
 #define PF_IM_END "<|im_end|>"
 

@@ -77,7 +77,7 @@ static void test_gsm8k(void **st) {
     (void)st;
     expect(PF_GSM8K, GSM, 0, "Question: What is 2+3?\nAnswer:", " 2+3=5\n#### 5");
     expect(PF_GSM8K, GSM, 1,
-           "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2+3?\n"
+           "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2+3?\n"
            "Solve the problem step by step. Write the final answer as \"#### N\" on the last line.<|im_end|>\n"
            "<|im_start|>assistant\n",
            "2+3=5\n#### 5<|im_end|>");
@@ -93,7 +93,7 @@ static void test_cot_boxed(void **st) {
            "What is 2+3?\nPlease reason step by step, and put your final answer within \\boxed{}.\n",
            "2+3=5\nThe final answer is $\\boxed{5}$.");
     expect(PF_COT_BOXED, MATH, 1,
-           "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nFind $x$.\n"
+           "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nFind $x$.\n"
            "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n",
            "So $x=\\boxed{\\frac{1}{2}}$.<|im_end|>");
 }
@@ -102,7 +102,7 @@ static void test_code(void **st) {
     (void)st;
     expect(PF_HUMANEVAL, HE, 0, "def add(a, b):\n    \"\"\"Add.\"\"\"\n", "    return a + b\n");
     expect(PF_HUMANEVAL, HE, 1,
-           "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nComplete the following "
+           "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nComplete the following "
            "Python function. Reply with the whole function in a ```python code block.\n```python\ndef add(a, b):\n"
            "    \"\"\"Add.\"\"\"\n```<|im_end|>\n<|im_start|>assistant\n",
            "```python\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    return a + b\n```<|im_end|>");
@@ -110,7 +110,7 @@ static void test_code(void **st) {
            "Write a function to add two numbers.\nYour code should pass this test:\nassert add(1, 2) == 3\n```python\n",
            "def add(a, b):\n    return a + b\n```");
     expect(PF_MBPP, MBPP, 1,
-           "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite a function to add two "
+           "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite a function to add two "
            "numbers.\nYour code should pass this test:\nassert add(1, 2) == 3\nWrite the Python function in a "
            "```python code block.<|im_end|>\n<|im_start|>assistant\n",
            "```python\ndef add(a, b):\n    return a + b\n```<|im_end|>");
@@ -121,7 +121,7 @@ static void test_plain_and_messages(void **st) {
     expect(PF_PLAIN, GSM, 0, "What is 2+3?", "2+3=5\n#### 5");
     expect(PF_PLAIN, CHAT, 0, "Hi", "Hello!");
     expect(PF_PLAIN, CHAT, 1,
-           "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+           "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
            "<|im_start|>assistant\n",
            "Hello!<|im_end|>");
     json_t *r = load(CHAT), *m = NULL;
