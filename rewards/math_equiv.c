@@ -357,12 +357,15 @@ static void set_method(E *e, const char *m, double tol) {
     e->tol = tol;
 }
 
-/* decimal d (nd fractional digits) vs value v: rounding or truncation, |v-d| < 10^-nd */
+/* decimal d (nd fractional digits) vs value v: d must be v rounded (half-up) or truncated
+ * to nd digits, up to double precision */
 static int dec_close(double d, int nd, double v) {
     if (!isfinite(v) || !isfinite(d)) return 0;
     if ((d < 0) != (v < 0) && fabs(d) > 0 && fabs(v) > 0) return 0;
-    double ulp = pow(10.0, -nd);
-    return fabs(v - d) < ulp * (1 + 1e-9) + 4 * DBL_EPSILON * fabs(v);
+    double sc = pow(10.0, nd), ax = fabs(v) * sc, ad = round(fabs(d) * sc);
+    double slack = 4 * DBL_EPSILON * ax + 1e-9;
+    if (fabs(ax - ad) <= 0.5 + slack) return 1;           /* rounded */
+    return ax >= ad - slack && ax < ad + 1 + slack;        /* truncated */
 }
 
 static int close_rel(double u, double v, double tol) {
@@ -446,7 +449,10 @@ static int eq_points(E *e, int g, unsigned gm, int p, unsigned pm, unsigned vars
         int exact_all = 1, equal = 1;
         for (int pt = 0; pt < npts && exact_all && equal; pt++) {
             for (int i = 0; i < a->nvars; i++)
-                if (vars >> i & 1) mpq_set_si(qv[i], (long)srlm_rng_below(&rng, 97) + 3, (unsigned long)srlm_rng_below(&rng, 5) + 1);
+                if (vars >> i & 1) {
+                    mpq_set_si(qv[i], (long)srlm_rng_below(&rng, 97) + 3, (unsigned long)srlm_rng_below(&rng, 5) + 1);
+                    mpq_canonicalize(qv[i]);
+                }
             e->qv = qv;
             e->mask = gm; e->pmi = 0;
             int okg = ex(e, g, x) == 0;
@@ -668,6 +674,7 @@ static int eq_top(E *e, int g, int p) {
     int ng = expand(e, (tg == N_LIST || tg == N_SET) ? g : g, G, MR_MAX_ITEMS * 2);
     int np = expand(e, (tp == N_LIST || tp == N_SET) ? p : p, Pv, MR_MAX_ITEMS * 2);
     if (ng < 0 || np < 0) return 0;
+    if (ng == 0 && np == 0) return tg == N_SET && tp == N_SET; /* \emptyset */
     if (ng == 1 && np == 1) return eq_item(e, G[0].n, G[0].mask, Pv[0].n, Pv[0].mask, 0);
     if ((tg == N_SET) != (tp == N_SET) || tg == N_UNION || tp == N_UNION || tg == N_LIST || tp == N_LIST || ng > 1 || np > 1)
         return match_unordered(e, G, ng, Pv, np, 0);

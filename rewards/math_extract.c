@@ -166,7 +166,7 @@ static int clean_copy(const char *s, size_t n, char *out, size_t outlen) {
     for (int rep = 0; rep < 8; rep++) {
         while (a < b && (isspace((unsigned char)s[a]) || s[a] == '*' || s[a] == ':')) a++;
         while (b > a && (isspace((unsigned char)s[b - 1]) || s[b - 1] == '*' || s[b - 1] == '.' || s[b - 1] == ',' ||
-                         s[b - 1] == ';' || s[b - 1] == '!'))
+                         s[b - 1] == ';'))
             b--;
         if (b - a >= 4 && !strncmp(s + a, "$$", 2) && !strncmp(s + b - 2, "$$", 2)) { a += 2; b -= 2; continue; }
         if (b - a >= 2 && s[a] == '$' && s[b - 1] == '$') { a++; b--; continue; }

@@ -142,7 +142,7 @@ static void mr_prenorm(const char *s, char *out, size_t outlen) {
     const size_t NR = sizeof PRENORM / sizeof PRENORM[0];
     while (*s && o + 8 < outlen) {
         int done = 0;
-        if (*s == '\\' || *s == '~' || *s == '$' || *s == '{' || (unsigned char)*s >= 0x80) {
+        if (*s == '\\' || *s == '~' || *s == '$' || *s == '{' || *s == '^' || (unsigned char)*s >= 0x80) {
             for (size_t r = 0; r < NR; r++) {
                 size_t fl = strlen(PRENORM[r].from);
                 if (!strncmp(s, PRENORM[r].from, fl)) {
@@ -271,12 +271,13 @@ static const cmd CMDS[] = {
     {"colon", TK_OP, ':'},
     {"and", TK_SEPW, 0}, {"or", TK_SEPW, 0}, {"text", TK_TEXT, 0}, {"textbf", TK_TEXT, 0},
     {"textit", TK_TEXT, 0}, {"textnormal", TK_TEXT, 0}, {"textrm", TK_TEXT, 0}, {"texttt", TK_TEXT, 0},
-    {"mbox", TK_TEXT, 0}, {"textsf", TK_TEXT, 0}, {"hbox", TK_TEXT, 0},
+    {"mbox", TK_TEXT, 0}, {"mathrm", TK_TEXT, 0}, {"mathbf", TK_TEXT, 0}, {"mathit", TK_TEXT, 0},
+    {"operatorname", TK_TEXT, 0}, {"textsf", TK_TEXT, 0}, {"hbox", TK_TEXT, 0},
     {"begin", TK_BEGIN, 0}, {"end", TK_END, 0},
     {"dots", TK_WORD, 0}, {"ldots", TK_WORD, 0}, {"cdots", TK_WORD, 0},
     /* ignored: font / decoration commands (their {group} stays a group) */
-    {"mathrm", TK_SKIP, 0}, {"mathbf", TK_SKIP, 0}, {"mathit", TK_SKIP, 0}, {"boldsymbol", TK_SKIP, 0},
-    {"mathbb", TK_SKIP, 0}, {"mathcal", TK_SKIP, 0}, {"operatorname", TK_SKIP, 0}, {"vec", TK_SKIP, 0},
+    {"boldsymbol", TK_SKIP, 0},
+    {"mathbb", TK_SKIP, 0}, {"mathcal", TK_SKIP, 0}, {"vec", TK_SKIP, 0},
     {"overline", TK_SKIP, 0}, {"bar", TK_SKIP, 0}, {"hat", TK_SKIP, 0}, {"widehat", TK_SKIP, 0},
     {"overrightarrow", TK_SKIP, 0}, {"boxed", TK_SKIP, 0}, {"fbox", TK_SKIP, 0}, {"limits", TK_SKIP, 0},
     {"mathsf", TK_SKIP, 0}, {"bf", TK_SKIP, 0}, {"rm", TK_SKIP, 0}, {"it", TK_SKIP, 0},
@@ -462,7 +463,10 @@ static void lex_at(P *p, int i, tok *t) {
                 int a = cs, b = cs + cl;
                 while (a < b && isspace((unsigned char)s[a])) a++;
                 while (b > a && (isspace((unsigned char)s[b - 1]) || s[b - 1] == ',')) b--;
+                int digits = 0;
+                for (int q = a; q < b; q++) digits |= isdigit((unsigned char)s[q]) != 0;
                 if (b == a) t->type = TK_SKIP;
+                else if (digits) { t->type = TK_SKIP; t->end = j; } /* \text{{12}}: math inside */
                 else if ((b - a == 3 && !strncasecmp(s + a, "and", 3)) || (b - a == 2 && !strncasecmp(s + a, "or", 2)))
                     t->type = TK_SEPW;
                 else if (b - a == 1 && isalpha((unsigned char)s[a])) { /* \text{E}, \mathrm-like */
@@ -1069,6 +1073,7 @@ static int parse_term(P *p) {
             break;
         } else if (can_start_factor(p)) {
             int frac = t->type == TK_FRAC;
+            if (t->type == TK_NUM && p->a->nodes[f].t == N_NUM) break; /* "1 000" is not 1·000 */
             int g = parse_power(p);
             if (g < 0) { f = -1; break; }
             mr_arena *a = p->a;
