@@ -19,6 +19,7 @@
 #include "model.h"
 #include "passk.h"
 #include "prompt.h"
+#include "import.h"
 #include "store.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -302,28 +303,6 @@ static void pool_pump(ev_pool *p, int block) {
 }
 
 /* ---- data sets ---------------------------------------------------------------------- */
-static int self_exe(char *out, size_t n) {
-    ssize_t k = readlink("/proc/self/exe", out, n - 1);
-    if (k <= 0) return srlm_set_error(SRLM_EIO, "readlink /proc/self/exe: %s", strerror(errno));
-    out[k] = 0;
-    return 0;
-}
-
-static int run_child(char *const argv[]) {
-    pid_t pid = fork();
-    if (pid < 0) return srlm_set_error(SRLM_EIO, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return srlm_set_error(SRLM_EIO, "'%s %s %s' failed (status %d)", argv[0], argv[1], argv[2],
-                              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    return 0;
-}
-
 static int split_count(const char *db, const char *source, const char *split, uint64_t *n) {
     *n = 0;
     if (!srlm_file_exists(db)) return 0;
@@ -370,19 +349,20 @@ int ev_resolve_named(const char *name, const char *cache_db, char *db, size_t db
     int rc = split_count(db, source, split, &n);
     if (rc) return rc;
     if (n > 0) return 0;
-    char file[4096], exe[4096], parent[4096];
-    if ((rc = srlm_resource_path(NAMED[k].file, file, sizeof file))) return rc;
-    if ((rc = self_exe(exe, sizeof exe))) return rc;
-    snprintf(parent, sizeof parent, "%s", db);
+    char parent[4096];
+    srlm_fmt(parent, sizeof parent, "%s", db);
     char *slash = strrchr(parent, '/');
     if (slash && slash != parent) {
         *slash = 0;
         srlm_mkdir_p(parent);
     }
-    SRLM_INFO("importing bundled %s (%s) into %s", name, file, db);
-    char *argv[] = {exe, "data", "import", "--db", db, "--format", (char *)NAMED[k].format, "--split",
-                    (char *)NAMED[k].split, file, NULL};
-    if ((rc = run_child(argv))) return rc;
+    SRLM_INFO("importing the bundled %s data set into %s", name, db);
+    ds_store *s = NULL;
+    if ((rc = ds_open(db, 0, &s))) return rc;
+    size_t got = 0;
+    rc = ds_import_bundled(s, NAMED[k].format, &got);
+    ds_close(s);
+    if (rc) return rc;
     if ((rc = split_count(db, source, split, &n))) return rc;
     if (!n) return srlm_set_error(SRLM_ENOTFOUND, "%s: no %s/%s records after import", db, source, split);
     return 0;

@@ -17,9 +17,11 @@
 
 #include <jansson.h>
 
+#include "import.h"
 #include "model.h"
 #include "plot.h"
 #include "prompt.h"
+#include "store.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -192,7 +194,7 @@ typedef struct {
     int chat;
     const char *prompt_format;
     char student[ST_PATH], teacher[ST_PATH];
-    char train_jsonl[ST_PATH], traces_jsonl[ST_PATH];
+    char traces_jsonl[ST_PATH];
     json_t *evals;        /* array of eval set objects */
     int n_evals;
     st_pipe *pipes;
@@ -259,116 +261,106 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
 }
 
 static int setup_data(study *S, const json_t *data) {
-    static const char *const KEYS[] = {"synth", "import", "train", NULL};
+    static const char *const KEYS[] = {"synth", "import", NULL};
+    static const char *const SK[] = {"kind", "split", "n", "seed", "max_steps", "max_number", NULL};
+    static const char *const IK[] = {"bundled", "format", "split", "source", "files", NULL};
     int rc;
     if ((rc = check_keys(data, "data", KEYS))) return rc;
+    ds_store *st = NULL;
+    if ((rc = ds_open(S->db, DS_NOSYNC, &st))) return rc;
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(data, "synth"), i, e) {
-        st_argv a = {0};
-        av_push(&a, S->exe);
-        av_push(&a, "data");
-        av_push(&a, "synth");
-        av_push(&a, "--db");
-        av_push(&a, S->db);
-        av_flags(&a, e);
-        char log[ST_PATH];
-        srlm_fmt(log, sizeof log, "%s/logs/data.log", S->run);
-        double s = 0;
-        rc = run_logged(&a, log, &s);
-        av_free(&a);
-        if (rc) return rc;
-        note(S, "synthesized %s/%s (%.1f s)", jstr(e, "kind", "?"), jstr(e, "split", "?"), s);
+        if ((rc = check_keys(e, "data.synth[]", SK))) break;
+        ds_synth_opts so;
+        memset(&so, 0, sizeof so);
+        so.kind = jstr(e, "kind", "arith");
+        so.split = jstr(e, "split", "train");
+        so.n = (size_t)jnum(e, "n", 1000);
+        so.seed = (uint64_t)jnum(e, "seed", 1);
+        so.max_steps = (int)jnum(e, "max_steps", 0);
+        so.max_number = (int)jnum(e, "max_number", 0);
+        if ((rc = ds_synth_import(st, &so))) break;
+        note(S, "synthesized %zu %s problems (split %s)", so.n, so.kind, so.split);
     }
     json_array_foreach(json_object_get(data, "import"), i, e) {
-        const char *file = jstr(e, "file", NULL);
-        char fpath[ST_PATH];
-        if (!file) return srlm_set_error(SRLM_EINVAL, "data.import[%zu]: needs 'file'", i);
-        if ((rc = resolve(file, fpath, sizeof fpath))) return rc;
-        st_argv a = {0};
-        av_push(&a, S->exe);
-        av_push(&a, "data");
-        av_push(&a, "import");
-        av_push(&a, "--db");
-        av_push(&a, S->db);
-        json_t *flags = json_deep_copy(e);
-        json_object_del(flags, "file");
-        av_flags(&a, flags);
-        json_decref(flags);
-        av_push(&a, fpath);
-        char log[ST_PATH];
-        srlm_fmt(log, sizeof log, "%s/logs/data.log", S->run);
-        rc = run_logged(&a, log, NULL);
-        av_free(&a);
-        if (rc) return rc;
-        note(S, "imported %s", fpath);
+        if (rc || (rc = check_keys(e, "data.import[]", IK))) break;
+        size_t n = 0;
+        const char *bundled = jstr(e, "bundled", NULL);
+        if (bundled) {
+            if ((rc = ds_import_bundled(st, bundled, &n))) break;
+            note(S, "imported bundled %s (%zu records)", bundled, n);
+            continue;
+        }
+        ds_import_opts io;
+        memset(&io, 0, sizeof io);
+        io.format = jstr(e, "format", "jsonl");
+        io.split = jstr(e, "split", NULL);
+        io.source = jstr(e, "source", NULL);
+        const json_t *fl = json_object_get(e, "files");
+        int nf = (int)json_array_size(fl);
+        char **files = srlm_xcalloc((size_t)nf + 1, sizeof *files);
+        for (int k = 0; k < nf && !rc; k++) {
+            files[k] = srlm_xmalloc(ST_PATH);
+            rc = resolve(json_string_value(json_array_get(fl, (size_t)k)) ?: "", files[k], ST_PATH);
+        }
+        if (!rc && !nf) rc = srlm_set_error(SRLM_EINVAL, "data.import[%zu]: needs 'bundled' or 'files'", i);
+        if (!rc) rc = ds_import_files(st, &io, (const char *const *)files, nf, &n);
+        for (int k = 0; k < nf; k++) free(files[k]);
+        free(files);
+        if (!rc) note(S, "imported %zu %s records", n, io.format);
     }
+    ds_close(st);
+    return rc;
+}
+
+typedef struct {
+    study *S;
+    FILE *fo;
+    long n;
+} sft_ctx;
+
+static int sft_one(void *ctx, const Dataset__Record *r) {
+    sft_ctx *c = ctx;
+    json_t *rec = ds_record_to_jsonobj(r);
+    pf_format f = PF_PLAIN;
+    if (!c->S->prompt_format || pf_from_name(c->S->prompt_format, &f)) f = pf_default_for(rec);
+    char *p = NULL, *t = NULL;
+    if (!pf_render_prompt(f, rec, c->S->chat, &p) && !pf_render_target(f, rec, c->S->chat, &t)) {
+        json_t *o = json_pack("{s:s,s:s}", "prompt", p, "completion", t);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (s) {
+            fprintf(c->fo, "%s\n", s);
+            c->n++;
+        }
+        free(s);
+        json_decref(o);
+    }
+    free(p);
+    free(t);
+    json_decref(rec);
     return 0;
 }
 
-/* Export the train problems of the study store as SFT samples {"prompt","completion"}
- * rendered with the study's prompt format (the same text eval conditions on). */
+/* Render the (sources, split) records of the study store as SFT samples {"prompt",
+ * "completion"} (runner "train" reads them; the pipeline renders the same text itself). */
 static int write_sft_jsonl(study *S, const char *sources, const char *split, const char *out, long *count) {
-    char tmp[ST_PATH], log[ST_PATH];
-    srlm_fmt(tmp, sizeof tmp, "%s/data/train-records.jsonl", S->run);
-    srlm_fmt(log, sizeof log, "%s/logs/data.log", S->run);
-    st_argv a = {0};
-    av_push(&a, S->exe);
-    av_push(&a, "data");
-    av_push(&a, "export");
-    av_push(&a, "--db");
-    av_push(&a, S->db);
-    if (sources && *sources) {
-        av_push(&a, "--sources");
-        av_push(&a, sources);
-    }
-    if (split && *split) {
-        av_push(&a, "--split");
-        av_push(&a, split);
-    }
-    av_push(&a, "--out");
-    av_push(&a, tmp);
-    int rc = run_logged(&a, log, NULL);
-    av_free(&a);
+    ds_store *st = NULL;
+    int rc = ds_open(S->db, DS_RDONLY, &st);
     if (rc) return rc;
-    FILE *in = fopen(tmp, "r"), *fo = fopen(out, "w");
-    if (!in || !fo) {
-        if (in) fclose(in);
-        if (fo) fclose(fo);
-        return srlm_set_error(SRLM_EIO, "%s / %s: %s", tmp, out, strerror(errno));
+    sft_ctx c = {S, fopen(out, "w"), 0};
+    if (!c.fo) {
+        ds_close(st);
+        return srlm_set_error(SRLM_EIO, "%s: %s", out, strerror(errno));
     }
-    char *line = NULL;
-    size_t cap = 0;
-    long n = 0, lineno = 0;
-    while (getline(&line, &cap, in) > 0) {
-        lineno++;
-        json_t *rec = json_loads(line, 0, NULL);
-        if (!rec) continue;
-        pf_format f = PF_PLAIN;
-        if (S->prompt_format) pf_from_name(S->prompt_format, &f);
-        else f = pf_default_for(rec);
-        char *p = NULL, *t = NULL;
-        if (!pf_render_prompt(f, rec, S->chat, &p) && !pf_render_target(f, rec, S->chat, &t)) {
-            json_t *o = json_pack("{s:s,s:s}", "prompt", p, "completion", t);
-            char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-            if (s) {
-                fprintf(fo, "%s\n", s);
-                n++;
-            }
-            free(s);
-            json_decref(o);
-        }
-        free(p);
-        free(t);
-        json_decref(rec);
-    }
-    free(line);
-    fclose(in);
-    if (fclose(fo)) return srlm_set_error(SRLM_EIO, "%s: write failed", out);
-    *count = n;
-    if (!n) return srlm_set_error(SRLM_ENOTFOUND, "no training samples in %s (sources %s, split %s)", S->db,
-                                  sources ? sources : "*", split ? split : "*");
-    return 0;
+    rc = ds_foreach(st, sources, split, sft_one, &c);
+    ds_close(st);
+    if (fclose(c.fo) && !rc) rc = srlm_set_error(SRLM_EIO, "%s: write failed", out);
+    *count = c.n;
+    if (!rc && !c.n)
+        rc = srlm_set_error(SRLM_ENOTFOUND, "no records in %s for sources %s, split %s", S->db, sources ? sources : "*",
+                            split ? split : "*");
+    return rc;
 }
 
 /* ---- stages ----------------------------------------------------------------------------- */
@@ -398,22 +390,36 @@ static int find_output_model(const char *dir, char *out, size_t n) {
     return srlm_set_error(SRLM_ENOTFOUND, "no model written under %s", dir);
 }
 
+/* Copy the study store into a stage directory so that every stage starts from the same
+ * data and its own consumer cursors (LMDB data file copy; the store is closed here). */
+static int copy_store(const char *from, const char *to) {
+    int rc = srlm_mkdir_p(to);
+    if (rc) return rc;
+    char a[ST_PATH], b[ST_PATH];
+    srlm_fmt(a, sizeof a, "%s/data.mdb", from);
+    srlm_fmt(b, sizeof b, "%s/data.mdb", to);
+    char *buf = NULL;
+    size_t n = 0;
+    if ((rc = srlm_read_file(a, &buf, &n, 0))) return rc;
+    rc = srlm_write_file_atomic(b, buf, n);
+    free(buf);
+    return rc;
+}
+
 /* Run one stage: in_model -> a new model under stage_dir; out_model gets its path.
  * The one function to switch between stage runners:
- *   runner "run"   `srlm run STAGE_DIR/pipeline.json` (the services: dataset server,
- *                  generator, broker, reward workers, trainer) — GRPO always, SFT/KD when
- *                  the stage says runner "run";
- *   runner "train" `srlm train sft|kd` (the trainer library in one process). */
+ *   runner "run"   (default) `srlm run STAGE_DIR/pipeline.json`: the services — dataset
+ *                  server, trainer, and for GRPO generator, broker and reward workers;
+ *   runner "train" `srlm train sft` in one process (SFT / sequence-level KD only). */
 static int stage_run(study *S, const char *stage_name, uint64_t seed, const char *in_model, const char *stage_dir,
                      char *out_model, size_t n, double *seconds) {
     const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), stage_name);
     if (!json_is_object(sd)) return srlm_set_error(SRLM_EINVAL, "study config: stage '%s' is not defined in 'stages'", stage_name);
     const char *type = jstr(sd, "type", NULL);
-    if (!type) return srlm_set_error(SRLM_EINVAL, "stages.%s: needs 'type' (sft, kd, grpo)", stage_name);
-    const char *runner = jstr(sd, "runner", !strcmp(type, "grpo") ? "run" : "train");
-    const char *data = jstr(sd, "data", !strcmp(type, "kd") ? "traces" : "train");
-    const char *data_path = !strcmp(data, "traces") ? S->traces_jsonl : S->train_jsonl;
-    const json_t *args = json_object_get(sd, "args");
+    if (!type || (strcmp(type, "sft") && strcmp(type, "kd") && strcmp(type, "grpo")))
+        return srlm_set_error(SRLM_EINVAL, "stages.%s: 'type' must be sft, kd or grpo", stage_name);
+    const char *runner = jstr(sd, "runner", "run");
+    int logit_kd = !strcmp(type, "kd") && !strcmp(jstr(sd, "kd_mode", "sequence"), "logit");
     int rc = srlm_mkdir_p(stage_dir);
     if (rc) return rc;
     char log[ST_PATH];
@@ -421,47 +427,68 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
     st_argv a = {0};
     av_push(&a, S->exe);
     if (!strcmp(runner, "train")) {
-        if (strcmp(type, "sft") && strcmp(type, "kd")) {
+        if (!strcmp(type, "grpo") || logit_kd) {
             av_free(&a);
-            return srlm_set_error(SRLM_EINVAL, "stages.%s: runner 'train' supports sft and kd, not %s", stage_name, type);
+            return srlm_set_error(SRLM_EINVAL, "stages.%s: runner 'train' supports sft and sequence-level kd only", stage_name);
+        }
+        char data[ST_PATH];
+        long cnt = 0;
+        srlm_fmt(data, sizeof data, "%s/samples.jsonl", stage_dir);
+        const char *src = jstr(sd, "sources", !strcmp(type, "kd") ? "teacher-traces" : NULL);
+        if ((rc = write_sft_jsonl(S, src, jstr(sd, "splits", "train"), data, &cnt))) {
+            av_free(&a);
+            return rc;
         }
         av_push(&a, "train");
-        av_push(&a, !strcmp(type, "kd") && jstr(sd, "teacher", NULL) ? "kd" : "sft");
+        av_push(&a, "sft");
         av_push(&a, "--model");
         av_push(&a, in_model);
         av_push(&a, "--data");
-        av_push(&a, data_path);
-        if (!strcmp(type, "kd") && jstr(sd, "teacher", NULL)) {
-            av_push(&a, "--teacher");
-            av_push(&a, S->teacher);
-        }
+        av_push(&a, data);
         av_push(&a, "--out");
         av_pushf(&a, "%s/model", stage_dir);
         av_push(&a, "--seed");
         av_pushf(&a, "%llu", (unsigned long long)seed);
-        if (S->threads > 0) {
-            av_push(&a, "--threads");
-            av_pushf(&a, "%d", S->threads);
-        }
-        if (args) av_flags(&a, args);
+        static const char *const MAP[][2] = {{"steps", "steps"}, {"lr", "lr"}, {"batch_size", "batch-size"},
+                                             {"lora_rank", "lora-rank"}, {"lora_alpha", "lora-alpha"},
+                                             {"optimizer", "optimizer"}};
+        json_t *fl = json_object();
+        for (size_t k = 0; k < sizeof MAP / sizeof MAP[0]; k++)
+            if (json_object_get(sd, MAP[k][0])) json_object_set(fl, MAP[k][1], json_object_get(sd, MAP[k][0]));
+        av_flags(&a, fl);
+        json_decref(fl);
     } else if (!strcmp(runner, "run")) {
-        /* the pipeline config: the stage's "run" object with model, data and seed filled in */
-        json_t *rc_obj = json_deep_copy(json_object_get(sd, "run"));
-        if (!rc_obj) rc_obj = json_object();
-        json_object_set_new(rc_obj, "model", json_string(in_model));
-        json_object_set_new(rc_obj, "seed", json_integer((json_int_t)seed));
-        json_t *dobj = json_object_get(rc_obj, "data");
-        if (!json_is_object(dobj)) {
-            dobj = json_object();
-            json_object_set_new(rc_obj, "data", dobj);
+        /* the pipeline config: run_options + this one stage, with model, data and seed */
+        json_t *pc = json_deep_copy(json_object_get(S->cfg, "run_options"));
+        if (!pc) pc = json_object();
+        json_t *stage = json_deep_copy(sd);
+        json_object_del(stage, "runner");
+        if (!strcmp(type, "kd") && !logit_kd && !json_object_get(stage, "sources"))
+            json_object_set_new(stage, "sources", json_string("teacher-traces"));
+        if (logit_kd && !json_object_get(stage, "teacher") && S->teacher[0])
+            json_object_set_new(stage, "teacher", json_string(S->teacher));
+        if (S->prompt_format && !json_object_get(stage, "prompt_format"))
+            json_object_set_new(stage, "prompt_format", json_string(S->prompt_format));
+        if (S->chat && !json_object_get(stage, "chat")) json_object_set_new(stage, "chat", json_true());
+        json_object_set_new(stage, "name", json_string(stage_name));
+        json_object_set_new(pc, "name", json_string(stage_name));
+        json_object_set_new(pc, "model", json_string(in_model));
+        json_object_set_new(pc, "seed", json_integer((json_int_t)seed));
+        if (S->threads > 0 && !json_object_get(pc, "threads")) json_object_set_new(pc, "threads", json_integer(S->threads));
+        char dbdir[ST_PATH];
+        srlm_fmt(dbdir, sizeof dbdir, "%s/data.lmdb", stage_dir);
+        if ((rc = copy_store(S->db, dbdir))) {
+            json_decref(pc);
+            json_decref(stage);
+            av_free(&a);
+            return rc;
         }
-        json_object_set_new(dobj, "db", json_string(S->db));
-        if (!strcmp(type, "sft") || !strcmp(type, "kd")) json_object_set_new(dobj, "samples", json_string(data_path));
-        if (!strcmp(type, "kd") && S->teacher[0]) json_object_set_new(rc_obj, "teacher", json_string(S->teacher));
+        json_object_set_new(pc, "data", json_pack("{s:s}", "db", dbdir));
+        json_object_set_new(pc, "stages", json_pack("[o]", stage));
         char cpath[ST_PATH];
         srlm_fmt(cpath, sizeof cpath, "%s/pipeline.json", stage_dir);
-        char *txt = json_dumps(rc_obj, JSON_INDENT(2));
-        json_decref(rc_obj);
+        char *txt = json_dumps(pc, JSON_INDENT(2));
+        json_decref(pc);
         rc = txt ? srlm_write_file_atomic(cpath, txt, strlen(txt)) : SRLM_ENOMEM;
         free(txt);
         if (rc) {
@@ -472,10 +499,9 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
         av_push(&a, cpath);
         av_push(&a, "--out");
         av_pushf(&a, "%s/run", stage_dir);
-        if (args) av_flags(&a, args);
     } else {
         av_free(&a);
-        return srlm_set_error(SRLM_EINVAL, "stages.%s: unknown runner '%s' (train, run)", stage_name, runner);
+        return srlm_set_error(SRLM_EINVAL, "stages.%s: unknown runner '%s' (run, train)", stage_name, runner);
     }
     rc = run_logged(&a, log, seconds);
     av_free(&a);
@@ -855,60 +881,63 @@ static int run_teacher(study *S, const json_t *tc) {
             if (fo) fclose(fo);
             return srlm_set_error(SRLM_EIO, "%s / %s: %s", rpath, S->traces_jsonl, strerror(errno));
         }
-        /* the prompts: re-render from the store records by id (the results carry ids) */
-        char rec_path[ST_PATH];
-        srlm_fmt(rec_path, sizeof rec_path, "%s/data/train-records.jsonl", S->run);
-        json_t *by_id = json_object();
-        FILE *rf = fopen(rec_path, "r");
+        /* each kept completion becomes a record of source teacher-traces (the problem's
+         * fields + "completion"), imported into the study store for the KD stages */
+        ds_store *st = NULL;
+        if ((rc = ds_open(S->db, DS_NOSYNC, &st))) {
+            fclose(in);
+            fclose(fo);
+            return rc;
+        }
         char *line = NULL;
         size_t cap = 0;
-        while (rf && getline(&line, &cap, rf) > 0) {
-            json_t *rec = json_loads(line, 0, NULL);
-            if (rec && json_string_value(json_object_get(rec, "id")))
-                json_object_set(by_id, json_string_value(json_object_get(rec, "id")), rec);
-            json_decref(rec);
-        }
-        if (rf) fclose(rf);
         long n = 0;
         while (getline(&line, &cap, in) > 0) {
             json_t *res = json_loads(line, 0, NULL);
-            const json_t *rec = json_object_get(by_id, jstr(res, "id", ""));
-            const json_t *comps = json_object_get(res, "completions"), *corr = json_object_get(res, "correct");
+            Dataset__Record *r = NULL;
+            if (!res || ds_get(st, jstr(res, "id", ""), &r)) {
+                json_decref(res);
+                continue;
+            }
+            json_t *rec = ds_record_to_jsonobj(r);
+            ds_record_free(r);
             pf_format f = PF_PLAIN;
-            if (rec) {
-                if (!S->prompt_format || pf_from_name(S->prompt_format, &f)) f = pf_default_for(rec);
-            }
-            char *prompt = NULL;
-            if (rec && !pf_render_prompt(f, rec, S->chat, &prompt)) {
-                for (size_t k = 0; k < json_array_size(comps); k++) {
-                    if (only_correct && !json_is_true(json_array_get(corr, k))) continue;
-                    const char *c = json_string_value(json_array_get(comps, k));
-                    if (!c || !*c) continue;
-                    char *target = NULL;
-                    if (S->chat) {
-                        target = srlm_xmalloc(strlen(c) + 16);
-                        sprintf(target, "%s" PF_IM_END, c);
-                    } else {
-                        target = srlm_xstrdup(c);
-                    }
-                    json_t *o = json_pack("{s:s,s:s}", "prompt", prompt, "completion", target);
-                    char *s2 = o ? json_dumps(o, JSON_COMPACT) : NULL;
-                    if (s2) {
-                        fprintf(fo, "%s\n", s2);
-                        n++;
-                    }
-                    free(s2);
-                    free(target);
-                    json_decref(o);
+            if (!S->prompt_format || pf_from_name(S->prompt_format, &f)) f = pf_default_for(rec);
+            json_object_del(rec, "id");
+            json_object_del(rec, "source");
+            json_object_del(rec, "split");
+            const json_t *comps = json_object_get(res, "completions"), *corr = json_object_get(res, "correct");
+            for (size_t k = 0; k < json_array_size(comps); k++) {
+                if (only_correct && !json_is_true(json_array_get(corr, k))) continue;
+                const char *c = json_string_value(json_array_get(comps, k));
+                if (f == PF_GSM8K && !S->chat)
+                    while (c && (*c == ' ' || *c == '\t')) c++; /* the format adds the space back */
+                if (!c || !*c) continue;
+                json_object_set_new(rec, "completion", json_string(c));
+                char *s2 = json_dumps(rec, JSON_COMPACT);
+                if (s2) {
+                    fprintf(fo, "%s\n", s2);
+                    n++;
                 }
+                free(s2);
             }
-            free(prompt);
+            json_decref(rec);
             json_decref(res);
         }
         free(line);
-        json_decref(by_id);
         fclose(in);
-        if (fclose(fo)) return srlm_set_error(SRLM_EIO, "%s: write failed", S->traces_jsonl);
+        if (fclose(fo)) rc = srlm_set_error(SRLM_EIO, "%s: write failed", S->traces_jsonl);
+        if (!rc && n) {
+            ds_import_opts io;
+            memset(&io, 0, sizeof io);
+            io.format = "jsonl";
+            io.split = "train";
+            io.source = "teacher-traces";
+            const char *files[] = {S->traces_jsonl};
+            rc = ds_import_files(st, &io, files, 1, NULL);
+        }
+        ds_close(st);
+        if (rc) return rc;
         S->n_traces = n;
         note(S, "teacher: train accuracy %.3f, %ld traces kept (%.0f s)", acc, n, s);
         if (!n) return srlm_set_error(SRLM_EINVAL, "the teacher produced no correct traces: train it longer (teacher.stages)");
@@ -958,7 +987,7 @@ static int in_list(const char *list, const char *name) {
 int st_run(const st_opts *o) {
     static const char *const KEYS[] = {"name",    "description", "threads",   "seeds",  "tokenizer",    "models",
                                        "student", "data",        "prompt_format", "chat", "teacher",  "stages",
-                                       "pipelines", "eval",      "eval_options", NULL};
+                                       "pipelines", "eval",      "eval_options", "run_options", NULL};
     study S;
     memset(&S, 0, sizeof S);
     S.t0 = srlm_now();
@@ -1052,7 +1081,6 @@ int st_run(const st_opts *o) {
         S.exe[k] = 0;
     }
     srlm_fmt(S.db, sizeof S.db, "%s/data.lmdb", S.run);
-    srlm_fmt(S.train_jsonl, sizeof S.train_jsonl, "%s/data/train-sft.jsonl", S.run);
     srlm_fmt(S.traces_jsonl, sizeof S.traces_jsonl, "%s/data/teacher-traces.jsonl", S.run);
     note(&S, "study %s: %d pipelines × %d seed(s), %d evaluation set(s); run directory %s", S.name, S.n_pipes,
          S.n_seeds, S.n_evals, S.run);
@@ -1080,12 +1108,6 @@ int st_run(const st_opts *o) {
     }
     const json_t *data = json_object_get(S.cfg, "data");
     if (data && (rc = setup_data(&S, data))) goto out;
-    {
-        const json_t *tr = json_object_get(data, "train");
-        long n = 0;
-        if ((rc = write_sft_jsonl(&S, jstr(tr, "sources", NULL), jstr(tr, "split", "train"), S.train_jsonl, &n))) goto out;
-        note(&S, "%ld SFT samples: %s", n, S.train_jsonl);
-    }
     S.setup_s = srlm_now() - S.t0;
     if (tc && (rc = run_teacher(&S, tc))) goto out;
 
