@@ -163,7 +163,9 @@ typedef struct {
     long n_jobs, cap_jobs, next_send, n_done;
 } ev_pool;
 
-static int spawn(ev_worker *w) {
+/* Start a scorer worker in slot w. The child closes the parent ends of every other
+ * worker (others[0..n_others)) so that closing them in the parent gives EOF. */
+static int spawn(ev_worker *w, const ev_worker *others, int n_others) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return srlm_set_error(SRLM_EIO, "socketpair: %s", strerror(errno));
@@ -175,6 +177,8 @@ static int spawn(ev_worker *w) {
     }
     if (pid == 0) {
         close(sv[0]);
+        for (int i = 0; i < n_others; i++)
+            if (&others[i] != w && others[i].fd >= 0) close(others[i].fd);
         srlm_log_set_role("eval-scorer");
         worker_main(sv[1]);
         _exit(0);
@@ -190,8 +194,9 @@ static int pool_start(ev_pool *p, int n) {
     memset(p, 0, sizeof *p);
     p->w = srlm_xcalloc((size_t)n, sizeof *p->w);
     p->n = n;
+    for (int i = 0; i < n; i++) p->w[i].fd = -1;
     for (int i = 0; i < n; i++) {
-        int rc = spawn(&p->w[i]);
+        int rc = spawn(&p->w[i], p->w, n);
         if (rc) return rc;
         p->n = i + 1;
     }
@@ -263,7 +268,7 @@ static void pool_pump(ev_pool *p, int block) {
                     job_finish(p, ji, NULL);
                     close(w->fd);
                     waitpid(w->pid, NULL, 0);
-                    if (spawn(w)) w->fd = -1;
+                    if (spawn(w, p->w, p->n)) w->fd = -1;
                     continue;
                 }
                 w->job = ji;
@@ -293,7 +298,7 @@ static void pool_pump(ev_pool *p, int block) {
                 SRLM_WARN("scorer worker %d died; restarting it", (int)w->pid);
                 close(w->fd);
                 waitpid(w->pid, NULL, 0);
-                if (spawn(w)) w->fd = -1;
+                if (spawn(w, p->w, p->n)) w->fd = -1;
             }
             free(reply);
         }
