@@ -50,12 +50,32 @@ void ev_opts_default(ev_opts *o) {
 
 /* ---- scoring (runs inside a scorer worker process) ------------------------------------ */
 
+/* Scorer state of one worker process: the math checker runs in its own seccomp-filtered
+ * child (mr_sandbox, started on first use); the code scorer sandboxes every program. */
+typedef struct {
+#ifdef EV_HAVE_MATH
+    mr_ctx math;
+    int math_ready;
+#endif
+    int unused;
+} ev_scorers;
+
 /* The one place that calls the reward scorers. kind: "math" or "code". */
-static int score_one(const char *kind, const char *problem, const char *completion, reward_result *r) {
+static int score_one(ev_scorers *sc, const char *kind, const char *problem, const char *completion, reward_result *r) {
     memset(r, 0, sizeof *r);
+    (void)sc;
     if (!strcmp(kind, "math")) {
 #ifdef EV_HAVE_MATH
-        return mr_score(NULL, problem, completion, r);
+        if (!sc->math_ready) {
+            mr_ctx_init(&sc->math);
+            if (mr_sandbox_start(&sc->math.sb, &sc->math.opts)) {
+                r->is_error = 1;
+                snprintf(r->error, sizeof r->error, "math sandbox: %s", srlm_last_error());
+                return SRLM_EIO;
+            }
+            sc->math_ready = 1;
+        }
+        return mr_score(&sc->math, problem, completion, r);
 #endif
     } else if (!strcmp(kind, "code")) {
 #ifdef EV_HAVE_CODE
@@ -65,6 +85,13 @@ static int score_one(const char *kind, const char *problem, const char *completi
     r->is_error = 1;
     snprintf(r->error, sizeof r->error, "no scorer for kind '%s' in this build", kind);
     return SRLM_EUNSUPPORTED;
+}
+
+static void scorers_free(ev_scorers *sc) {
+#ifdef EV_HAVE_MATH
+    if (sc->math_ready) mr_sandbox_stop(sc->math.sb);
+#endif
+    (void)sc;
 }
 
 /* Frames on the worker socketpair: u32 length (host order) + JSON text. */
@@ -109,9 +136,14 @@ static char *recv_frame(int fd) {
 
 static void worker_main(int fd) {
     signal(SIGINT, SIG_IGN);
+    ev_scorers sc;
+    memset(&sc, 0, sizeof sc);
     for (;;) {
         char *req = recv_frame(fd);
-        if (!req) _exit(0);
+        if (!req) {
+            scorers_free(&sc);
+            _exit(0);
+        }
         json_t *j = json_loads(req, 0, NULL);
         free(req);
         reward_result r;
@@ -123,7 +155,7 @@ static void worker_main(int fd) {
             r.is_error = 1;
             snprintf(r.error, sizeof r.error, "malformed scorer request");
         } else {
-            int rc = score_one(kind, prob, comp, &r);
+            int rc = score_one(&sc, kind, prob, comp, &r);
             if (rc && !r.is_error) {
                 r.is_error = 1;
                 snprintf(r.error, sizeof r.error, "%s", srlm_last_error());
