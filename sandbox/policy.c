@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "sandbox.h"
 
@@ -64,9 +66,9 @@ static const char *const kill_list[] = {
     "mknod", "mknodat",
 };
 
-int sbx_policy_install(void) {
+static scmp_filter_ctx policy_ctx(int *rcp) {
     scmp_filter_ctx c = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
-    if (!c) return -ENOMEM;
+    if (!c) { *rcp = -ENOMEM; return NULL; }
     int rc = seccomp_attr_set(c, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
     for (size_t i = 0; rc == 0 && i < sizeof allow_list / sizeof *allow_list; i++) {
         int nr = seccomp_syscall_resolve_name(allow_list[i]);
@@ -100,8 +102,33 @@ int sbx_policy_install(void) {
     for (size_t i = 0; rc == 0 && i < sizeof each / sizeof *each; i++)
         rc = seccomp_rule_add(c, SCMP_ACT_KILL_PROCESS, SCMP_SYS(clone), 1,
                               SCMP_A0(SCMP_CMP_MASKED_EQ, each[i], each[i]));
-    if (rc == 0) rc = seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-    if (rc == 0) rc = seccomp_load(c);
+    /* clone3 falls to the default action (ENOSYS) */
+    *rcp = rc;
+    if (rc) { seccomp_release(c); return NULL; }
+    return c;
+}
+
+int sbx_policy_install(void) {
+    int rc;
+    scmp_filter_ctx c = policy_ctx(&rc);
+    if (!c) return rc;
+    rc = seccomp_load(c);
     seccomp_release(c);
+    return rc;
+}
+
+int sbx_policy_bpf(void *buf, size_t cap, size_t *len) {
+    int rc;
+    scmp_filter_ctx c = policy_ctx(&rc);
+    if (!c) return rc;
+    int fd = memfd_create("sbx-bpf", MFD_CLOEXEC);
+    if (fd < 0) { seccomp_release(c); return -errno; }
+    rc = seccomp_export_bpf(c, fd);
+    seccomp_release(c);
+    off_t n = lseek(fd, 0, SEEK_CUR);
+    if (rc == 0 && (n <= 0 || (size_t)n > cap)) rc = -E2BIG;
+    if (rc == 0 && pread(fd, buf, (size_t)n, 0) != n) rc = -EIO;
+    close(fd);
+    if (rc == 0) *len = (size_t)n;
     return rc;
 }

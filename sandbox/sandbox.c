@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -97,6 +99,9 @@ int sbx_init(sbx_ctx *ctx, int no_userns) {
         }
     }
     ctx->missing = all & ~ctx->have;
+    int prc = sbx_policy_bpf(ctx->bpf, sizeof ctx->bpf, &ctx->bpf_len);
+    if (prc) return srlm_set_error(SRLM_EINTERNAL, "sandbox: building the seccomp filter: %s",
+                                   strerror(-prc));
     if (ctx->missing) {
         char miss[96], have[96];
         sbx_ns_names(ctx->missing, miss, sizeof miss);
@@ -198,6 +203,13 @@ static int set_limit(int res, rlim_t v) {
     return setrlimit(res, &rl);
 }
 
+/* glibc's set*id wrappers signal every thread of the process it believes it has; a child
+ * created with clone() from a threaded parent would wait on threads it does not have.
+ * The raw system calls change this (single-threaded) process only. */
+static int sys_setresuid(unsigned r, unsigned e, unsigned s) { return (int)syscall(SYS_setresuid, r, e, s); }
+static int sys_setresgid(unsigned r, unsigned e, unsigned s) { return (int)syscall(SYS_setresgid, r, e, s); }
+static int sys_setgroups0(void) { return (int)syscall(SYS_setgroups, 0, NULL); }
+
 static int child_main(void *arg) {
     const child_args *a = arg;
     const sbx_limits *l = a->lim;
@@ -207,7 +219,7 @@ static int child_main(void *arg) {
     close(a->sync_r);
     if (have & SBX_NS_USER) {
         /* become root of the new user namespace (host uid from the map) for the setup */
-        if (a->ctx->is_root && (setresgid(0, 0, 0) || setresuid(0, 0, 0)))
+        if (a->ctx->is_root && (sys_setresgid(0, 0, 0) || sys_setresuid(0, 0, 0)))
             child_fail(a, STEP_IDENTITY);
     }
     if (have & SBX_NS_MNT) {
@@ -216,37 +228,11 @@ static int child_main(void *arg) {
     if (have & SBX_NS_UTS) {
         if (sethostname("sandbox", 7)) child_fail(a, STEP_IDENTITY);
     }
-    int cpu = l->cpu_s > 0 ? l->cpu_s : (int)l->wall_s + 2;
-    if (set_limit(RLIMIT_CPU, (rlim_t)cpu) ||
-        set_limit(RLIMIT_AS, (rlim_t)l->mem_mb << 20) ||
-        set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_mb << 20) ||
-        set_limit(RLIMIT_NOFILE, (rlim_t)l->nofile) ||
-        set_limit(RLIMIT_CORE, 0) || set_limit(RLIMIT_MEMLOCK, 0) ||
-        set_limit(RLIMIT_STACK, (rlim_t)8 << 20) || set_limit(RLIMIT_MSGQUEUE, 0))
-        child_fail(a, STEP_RLIMIT);
-    /* Identity: unprivileged uid/gid, no supplementary groups, no capabilities. */
-    if (have & SBX_NS_USER) {
-        if (a->ctx->is_root && setgroups(0, NULL)) child_fail(a, STEP_IDENTITY);
-        if (setresgid(IN_UID, IN_UID, IN_UID) || setresuid(IN_UID, IN_UID, IN_UID))
-            child_fail(a, STEP_IDENTITY);
-    } else if (a->ctx->is_root) {
-        if (setgroups(0, NULL) || setresgid(a->host_uid, a->host_uid, a->host_uid) ||
-            setresuid(a->host_uid, a->host_uid, a->host_uid))
-            child_fail(a, STEP_IDENTITY);
-    }
-    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
-    memset(data, 0, sizeof data);
-    if (syscall(SYS_capset, &hdr, data)) child_fail(a, STEP_IDENTITY);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) ||
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
-        child_fail(a, STEP_PRCTL);
-    if (setsid() < 0 && !(have & SBX_NS_PID)) child_fail(a, STEP_PRCTL);
     /* fds: 0 /dev/null, 1 stdout pipe, 2 stderr pipe, 3 input pipe, 4 record socket. */
     int src[5] = {a->devnull, a->out_w, a->err_pipe_w, a->in_r, a->rec_w};
     int hi[5];
     for (int i = 0; i < 5; i++) {
-        hi[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 64) : -1;
+        hi[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 16) : -1;
         if (src[i] >= 0 && hi[i] < 0) child_fail(a, STEP_FDS);
     }
     for (int i = 0; i < 5; i++) {
@@ -258,8 +244,40 @@ static int child_main(void *arg) {
         for (int fd = 5; fd < 1024; fd++)
             if (fd != a->err_w) close(fd);
     }
+    int cpu = l->cpu_s > 0 ? l->cpu_s : (int)l->wall_s + 2;
+    if (set_limit(RLIMIT_CPU, (rlim_t)cpu) ||
+        set_limit(RLIMIT_AS, (rlim_t)l->mem_mb << 20) ||
+        set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_mb << 20) ||
+        set_limit(RLIMIT_NOFILE, (rlim_t)l->nofile) ||
+        set_limit(RLIMIT_CORE, 0) || set_limit(RLIMIT_MEMLOCK, 0) ||
+        set_limit(RLIMIT_STACK, (rlim_t)8 << 20) || set_limit(RLIMIT_MSGQUEUE, 0))
+        child_fail(a, STEP_RLIMIT);
+    /* Identity: unprivileged uid/gid, no supplementary groups, no capabilities. */
+    if (have & SBX_NS_USER) {
+        if (a->ctx->is_root && sys_setgroups0()) child_fail(a, STEP_IDENTITY);
+        if (sys_setresgid(IN_UID, IN_UID, IN_UID) || sys_setresuid(IN_UID, IN_UID, IN_UID))
+            child_fail(a, STEP_IDENTITY);
+    } else if (a->ctx->is_root) {
+        if (sys_setgroups0() || sys_setresgid(a->host_uid, a->host_uid, a->host_uid) ||
+            sys_setresuid(a->host_uid, a->host_uid, a->host_uid))
+            child_fail(a, STEP_IDENTITY);
+    }
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capset, &hdr, data)) child_fail(a, STEP_IDENTITY);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) ||
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
+        child_fail(a, STEP_PRCTL);
+    if (setsid() < 0 && !(have & SBX_NS_PID)) child_fail(a, STEP_PRCTL);
     if (chdir((have & SBX_NS_MNT) ? "/tmp" : a->root)) child_fail(a, STEP_CHDIR);
-    if (!l->no_seccomp && sbx_policy_install()) child_fail(a, STEP_SECCOMP);
+    if (!l->no_seccomp) {
+        /* the filter was compiled by sbx_init: no allocation here (another thread may
+         * have held the malloc lock when we were cloned) */
+        struct sock_fprog prog = {(unsigned short)(a->ctx->bpf_len / sizeof(struct sock_filter)),
+                                  (struct sock_filter *)(void *)a->ctx->bpf};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0)) child_fail(a, STEP_SECCOMP);
+    }
     execve(a->job->argv[0], a->job->argv, a->envp);
     child_fail(a, STEP_EXEC);
     return 127;
@@ -300,7 +318,7 @@ static void kill_run(const sbx_ctx *ctx, pid_t pid, int pidfd, unsigned uid, int
          * that left the session included) */
         pid_t k = fork();
         if (k == 0) {
-            if (setresuid(uid, uid, uid) == 0) kill(-1, SIGKILL);
+            if (syscall(SYS_setresuid, uid, uid, uid) == 0) kill(-1, SIGKILL);
             _exit(0);
         }
         if (k > 0) while (waitpid(k, NULL, 0) < 0 && errno == EINTR) {}
@@ -419,8 +437,11 @@ int sbx_run(const sbx_ctx *ctx, const sbx_limits *lim, const sbx_job *job, sbx_r
         /* wait for exec (EOF on the close-on-exec pipe) or a setup failure report */
         int msg[2];
         struct pollfd pf = {errpipe[0], POLLIN, 0};
-        int pr = poll(&pf, 1, 30000);
-        ssize_t n = pr > 0 ? read(errpipe[0], msg, sizeof msg) : -1;
+        int pr;
+        while ((pr = poll(&pf, 1, 30000)) < 0 && errno == EINTR) {}
+        ssize_t n = -1;
+        if (pr > 0)
+            while ((n = read(errpipe[0], msg, sizeof msg)) < 0 && errno == EINTR) {}
         if (n == (ssize_t)sizeof msg) {
             int step = msg[0] >= 1 && msg[0] <= STEP_EXEC ? msg[0] : 0;
             rc = srlm_set_error(step == STEP_EXEC ? SRLM_ENOTFOUND : SRLM_EIO,
@@ -431,7 +452,8 @@ int sbx_run(const sbx_ctx *ctx, const sbx_limits *lim, const sbx_job *job, sbx_r
             goto reap;
         }
         if (n != 0) {
-            rc = srlm_set_error(SRLM_EIO, "sandbox: no word from the child during setup");
+            rc = srlm_set_error(SRLM_EIO, "sandbox: no word from the child during setup "
+                                "(poll %d, read %zd: %s)", pr, n, strerror(errno));
             kill_run(ctx, pid, pidfd, host_uid, 1);
             goto reap;
         }
@@ -536,6 +558,11 @@ int sbx_run(const sbx_ctx *ctx, const sbx_limits *lim, const sbx_job *job, sbx_r
         }
     }
     free(rbuf);
+    /* closed ones are -1 now: never close an fd number twice (threads reuse them) */
+    outp[0] = fds_open[0];
+    errp[0] = fds_open[1];
+    recp[0] = fds_open[2];
+    inp[1] = in_w;
     res->out = cb[0].buf ? cb[0].buf : srlm_xstrdup("");
     res->err = cb[1].buf ? cb[1].buf : srlm_xstrdup("");
     res->out_len = cb[0].len;

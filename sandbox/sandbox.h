@@ -40,6 +40,8 @@ typedef struct {
     int missing;        /* SBX_NS_* unavailable (or disabled) */
     int is_root;        /* the supervisor runs as uid 0 */
     char base_dir[512]; /* where work directories are created */
+    size_t bpf_len;     /* the compiled seccomp filter (policy.c), built once by sbx_init: */
+    unsigned char bpf[32768]; /* the child must not call malloc (threads) */
 } sbx_ctx;
 
 /* Limits of one run. sbx_limits_default() fills the defaults shown. */
@@ -107,5 +109,7 @@ void sbx_ns_names(int mask, char *buf, size_t n);
 /* Install the sandbox seccomp policy on the calling process (sandbox/policy.c).
  * Returns 0 or a negative errno-style code from libseccomp. */
 int sbx_policy_install(void);
+/* Compile the same policy to classic BPF (struct sock_filter[]) into buf; *len in bytes. */
+int sbx_policy_bpf(void *buf, size_t cap, size_t *len);
 
 #endif
