@@ -149,7 +149,7 @@ typedef struct {
     int *status;   /* [n] */
     double *ms;    /* [n] */
     char (*msg)[120];
-    int done, dup, bad;
+    int done, dup, bad, tamper;
     char harness_error[200];
 } runstate;
 
@@ -184,6 +184,8 @@ static int on_record(void *user, const char *msg, size_t len, double *wall_s) {
             rs->ms[i] = (double)json_integer_value(json_object_get(r, "ms"));
         const char *m = jstr(r, "msg");
         snprintf(rs->msg[i], sizeof rs->msg[i], "%s", m ? m : "");
+    } else if (!strcmp(kind, "tamper")) {
+        rs->tamper = 1;
     } else if (!strcmp(kind, "done")) {
         rs->done = 1;
     } else if (!strcmp(kind, "harness_error")) {
@@ -318,7 +320,8 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
     }
     if (sr.verdict == SBX_OLE && worst < 5) worst = 5;
     if (sr.verdict == SBX_TLE && passed < rs.n && worst < 3) worst = 3;
-    if (sr.verdict == SBX_SEC && worst < 6) worst = 6;
+    if ((sr.verdict == SBX_SEC || rs.tamper) && worst < 6) worst = 6;
+    if (rs.tamper) passed = 0; /* an escape attempt earns nothing */
     static const char *const vn[] = {"PASS", "WA", "RE", "TLE", "MLE", "OLE", "SEC"};
     out->correct = rs.n > 0 && passed == rs.n;
     out->reward = rs.n > 0 ? (double)passed / rs.n : 0.0;
@@ -343,6 +346,7 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
     json_object_set_new(d, "stderr_bytes", json_integer((json_int_t)sr.err_total));
     json_object_set_new(d, "records_rejected", json_integer(sr.records_rejected));
     json_object_set_new(d, "complete", json_boolean(rs.done));
+    json_object_set_new(d, "tamper", json_boolean(rs.tamper));
     out->details_json = json_dumps(d, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(d);
     rc = 0;

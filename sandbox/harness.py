@@ -227,6 +227,10 @@ class CandidateGone(Exception):
     pass
 
 
+class ZygoteGone(Exception):
+    pass
+
+
 class CandidateError(Exception):
     def __init__(self, name, msg):
         super().__init__('%s: %s' % (name, msg))
@@ -509,22 +513,32 @@ def main():
     _send(ctl, {'program': job['program']})
     timeout = float(job.get('timeout', 5.0))
     ctl_file = ctl.makefile('rb')
+    zygote_dead = False
     for i, unit in enumerate(units):
         t0 = time.monotonic()
         status, sig, msg, cpid = 'pass', 0, '', 0
+        if zygote_dead:
+            record({'kind': 'test', 'i': i, 'status': 'sec', 'sig': 0, 'ms': 0.0,
+                    'msg': 'the candidate killed the sandbox zygote'})
+            continue
         try:
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             socket.send_fds(ctl, [b'fork'], [theirs.fileno()])
             theirs.close()
             line = ctl_file.readline()
             if not line:
-                raise RuntimeError('zygote gone')
+                raise ZygoteGone()
             cpid = int(line)
             rc = RemoteConn(mine, t0 + timeout)
             hello = rc.recv()
             if 'load_error' in hello:
                 raise CandidateError(str(hello['load_error']), str(hello.get('msg', '')))
             _run_unit(job, unit, rc)
+        except (ZygoteGone, BrokenPipeError, ConnectionResetError):
+            zygote_dead = True
+            record({'kind': 'tamper', 'msg': 'zygote gone before test %d' % i})
+            status, msg = 'sec', 'the candidate killed the sandbox zygote'
+            cpid = 0
         except AssertionError as e:
             status, msg = 'fail', 'assertion failed'
         except TimeoutError:
@@ -539,8 +553,17 @@ def main():
         except Exception as e:
             status, msg = 'fail', ('%s: %s' % (type(e).__name__, e))[:200]
         if cpid > 0:
-            ctl.sendall(b'wait %d' % cpid)
-            st = int(ctl_file.readline() or b'-1')
+            try:
+                ctl.sendall(b'wait %d' % cpid)
+                line = ctl_file.readline()
+            except OSError:
+                line = b''
+            if not line:
+                # Only the candidate can have killed the zygote: an escape attempt.
+                zygote_dead = True
+                record({'kind': 'tamper', 'msg': 'zygote killed during test %d' % i})
+                status, msg = 'sec', 'the candidate killed the sandbox zygote'
+            st = int(line or b'-1')
             if status in ('exit', 'error', 'timeout'):
                 s2, sig = _status_of(st)
                 if s2 != 'exit' and not (s2 == 'signal' and sig == signal.SIGKILL):
