@@ -6,6 +6,7 @@
 #ifndef SRLM_LAYERS_H
 #define SRLM_LAYERS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* RMSNorm (§2.2): out[r] = g ⊙ (x[r] · rstd[r]), rstd[r] = 1/sqrt(mean(x[r]²) + eps).

@@ -149,6 +149,8 @@ typedef struct lm_model {
     int n_tensors;
     lm_lora *lora;          /* optional adapters (NOT owned); NULL = none */
     float *rope_inv_freq;   /* [d/2] inv_freq[i] = 1/θ^(2i/d), float32 as HF (§2.4) */
+    char *gen_config_json;  /* generation_config.json text as loaded (owned, may be NULL);
+                               lm_model_save writes it back unless given another */
 } lm_model;
 
 /* Build the table and allocate zeroed parameters for cfg (no I/O). *out owned by caller,

@@ -82,14 +82,24 @@ typedef struct {
     const char *extra_json; /* optional JSON object text merged in (synth parameters), or NULL */
 } ds_import_meta;
 
-/* Replace every record of (source, split) by recs[0..n) in ONE write transaction: the old
- * records of that source/split are deleted, the new ones stored under their ids with
- * ordinal = index, the index rebuilt, the import metadata written, generation bumped.
- * Every record must carry id, source == source, split == split. Importing the same content
- * again gives the same store (idempotent). On any error nothing changes.
- * Errors: SRLM_EINVAL (duplicate id, mismatching source/split), SRLM_EIO. */
-int ds_replace_split(ds_store *s, const char *source, const char *split, Dataset__Record **recs, size_t n,
-                     const ds_import_meta *meta);
+/* A group of records that replaces everything stored under (source, split). */
+typedef struct {
+    const char *source, *split;
+    Dataset__Record **recs; /* borrowed; schema_version and ordinal are set on them */
+    size_t n;
+    const ds_import_meta *meta; /* may be NULL */
+} ds_group;
+
+/* Write groups in ONE write transaction: for each group, the old records of its (source,
+ * split) are deleted, recs[i] is stored under its id with ordinal = i, the index rebuilt
+ * and the import metadata written; then the generation is bumped. Every record must carry
+ * id, source == group source, split == group split. Importing the same content again gives
+ * the same store (idempotent). On any error nothing changes.
+ * Errors: SRLM_EINVAL (duplicate id, bad names), SRLM_EIO / SRLM_ENOMEM (LMDB). */
+int ds_replace(ds_store *s, const ds_group *groups, int n_groups);
+
+/* Number of records in the store. */
+uint64_t ds_total(ds_store *s);
 
 /* One record by id (heap record, caller frees). Error: SRLM_ENOTFOUND. */
 int ds_get(ds_store *s, const char *id, Dataset__Record **out);
