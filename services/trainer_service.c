@@ -152,6 +152,23 @@ static void prune_checkpoints(ts *s) {
     }
 }
 
+/* Make sure a checkpoint is a self-contained model dir: copy the tokenizer files the
+ * trainer did not write (srlm generate --model DIR needs them). */
+static void ensure_tokenizer(const ts *s, const char *dir) {
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                                  "special_tokens_map.json", "chat_template.jinja"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[1400], dst[1400];
+        snprintf(src, sizeof src, "%s/%s", s->cfg->tokenizer, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        if (srlm_file_exists(dst) || !srlm_file_exists(src)) continue;
+        char *data = NULL;
+        size_t len = 0;
+        if (srlm_read_file(src, &data, &len, 0) == 0) srlm_write_file_atomic(dst, data, len);
+        free(data);
+    }
+}
+
 static int save_checkpoint(ts *s, char *out_dir, size_t n) {
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/checkpoints/step_%ld", s->run_dir, s->global_step);
@@ -169,6 +186,7 @@ static int save_checkpoint(ts *s, char *out_dir, size_t n) {
         SRLM_ERROR("checkpoint %s: %s", dir, srlm_last_error());
         return rc;
     }
+    ensure_tokenizer(s, dir);
     if (s->stream) dsc_stream_commit(s->stream, s->data_pos);
     SRLM_INFO("checkpoint %s (stage %s step %ld)", dir, s->cfg->stages[s->stage].name, s->stage_step);
     if (out_dir) snprintf(out_dir, n, "%s", dir);
