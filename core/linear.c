@@ -6,6 +6,11 @@
 #include "layers.h"
 
 void linear_forward(float *out, const float *x, const float *W, const float *b, int N, int n_in, int n_out) {
+    if (N == 1) { /* one row (decode): matrix-vector product */
+        if (b) memcpy(out, b, sizeof(float) * (size_t)n_out);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, W, n_in, x, 1, b ? 1.0f : 0.0f, out, 1);
+        return;
+    }
     float beta = 0.0f;
     if (b) {
 #pragma omp parallel for schedule(static) if (N > 4)

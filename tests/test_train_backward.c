@@ -242,6 +242,7 @@ static void test_lora_gradients_and_equivalences(void **st) {
 }
 
 int main(void) {
+    lm_set_threads(1); /* tiny shapes */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_gradients_match_torch),
         cmocka_unit_test(test_finite_differences),

@@ -256,7 +256,16 @@ static int read_tensor(FILE *f, json_t *h, const char *name, const char *dtype, 
     return 0;
 }
 
-int opt_load(opt_state *s, const char *path) {
+static int opt_load_impl(opt_state *s, const char *path, opt_state **created);
+
+int opt_load(opt_state *s, const char *path) { return opt_load_impl(s, path, NULL); }
+
+int opt_load_new(const char *path, opt_state **out) {
+    *out = NULL;
+    return opt_load_impl(NULL, path, out);
+}
+
+static int opt_load_impl(opt_state *s, const char *path, opt_state **created) {
     FILE *f = fopen(path, "rb");
     if (!f) return srlm_set_error(errno == ENOENT ? SRLM_ENOTFOUND : SRLM_EIO, "%s: %s", path, strerror(errno));
     int rc = 0;
@@ -284,11 +293,21 @@ int opt_load(opt_state *s, const char *path) {
         rc = srlm_set_error(SRLM_EFORMAT, "%s: not an srlm optimizer state", path);
         goto out;
     }
+    double step, n, lr, b1, b2, eps, wd, mom, damp, nest, mgn, warm, total;
+    if (created) {
+        opt_config oc;
+        opt_config_default(&oc);
+        if ((rc = opt_parse_kind(kind, &oc.kind)) || (rc = meta_get(meta, "n", &n, path)) ||
+            (rc = meta_get(meta, "momentum", &mom, path)))
+            goto out;
+        oc.momentum = (float)mom;
+        if ((rc = opt_create(&oc, (size_t)n, created))) goto out;
+        s = *created;
+    }
     if (strcmp(kind, opt_kind_name(s->cfg.kind))) {
         rc = srlm_set_error(SRLM_EINVAL, "%s: optimizer is %s, expected %s", path, kind, opt_kind_name(s->cfg.kind));
         goto out;
     }
-    double step, n, lr, b1, b2, eps, wd, mom, damp, nest, mgn, warm, total;
     if ((rc = meta_get(meta, "step", &step, path)) || (rc = meta_get(meta, "n", &n, path)) ||
         (rc = meta_get(meta, "lr", &lr, path)) || (rc = meta_get(meta, "beta1", &b1, path)) ||
         (rc = meta_get(meta, "beta2", &b2, path)) || (rc = meta_get(meta, "eps", &eps, path)) ||
@@ -320,5 +339,9 @@ out:
     json_decref(h);
     free(hs);
     fclose(f);
+    if (rc && created && *created) {
+        opt_free(*created);
+        *created = NULL;
+    }
     return rc;
 }

@@ -90,5 +90,8 @@ void opt_step(opt_state *s, float *params, const float *grads, float lr);
  * Errors: SRLM_EIO, SRLM_EFORMAT, SRLM_EINVAL (mismatch), SRLM_ENOTFOUND. */
 int opt_save(const opt_state *s, const char *path);
 int opt_load(opt_state *s, const char *path);
+/* Create a state from a file alone: kind, n, config and moments as stored (resume).
+ * *out owned → opt_free. Errors as opt_load. */
+int opt_load_new(const char *path, opt_state **out);
 
 #endif
