@@ -11,7 +11,7 @@ write_config "$T/cfg.json" '[{"type": "sft", "steps": 2, "batch_size": 4, "lr": 
 timeout 300 "$SRLM_BIN" run --quiet "$T/cfg.json" --run-dir "$RUN" > "$T/run.out" 2>&1 || { cat "$T/run.out"; fail "srlm run"; }
 check_metrics "$RUN" 5
 [ "$(grep -c '"stage":"grpo"' "$RUN/metrics.jsonl")" -eq 3 ] || fail "want 3 GRPO steps"
-grep '"stage":"grpo"' "$RUN/metrics.jsonl" | grep -q '"workers":2' || fail "GRPO metrics do not report 2 workers"
+grep '"stage":"grpo"' "$RUN/metrics.jsonl" | grep -q "\"workers\":$((1 + CODE_WORKERS))" || fail "GRPO metrics do not report the workers"
 check_broker_counts "$RUN"
 [ -f "$RUN/config.json" ] || fail "config copy"
 for d in step_1 step_2 step_5; do [ -f "$RUN/checkpoints/$d/trainer_state.json" ] || fail "checkpoint $d"; done

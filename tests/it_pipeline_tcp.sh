@@ -11,13 +11,15 @@ P=$(( 20000 + ($$ * 7 + RANDOM) % 30000 ))
 write_config "$RUN/config.json" "$GRPO3" "\"endpoints\": {\"transport\": \"tcp\", \"host\": \"127.0.0.1\", \"port_base\": $P},"
 DB="$RUN/data.lmdb"
 "$SRLM_BIN" data synth --db "$DB" --kind arith --n 40 --split train --seed 1 >/dev/null 2>&1 || fail "synth arith"
-"$SRLM_BIN" data synth --db "$DB" --kind code --n 20 --split train --seed 2 >/dev/null 2>&1 || fail "synth code"
+if [ "$CODE_WORKERS" = 1 ]; then
+    "$SRLM_BIN" data synth --db "$DB" --kind code --n 20 --split train --seed 2 >/dev/null 2>&1 || fail "synth code"
+fi
 start_bg() { local name=$1; shift; "$SRLM_BIN" "$@" > "$RUN/logs/$name.log" 2>&1 & echo $! >> "$T/pids"; }
 start_bg dataset dataset serve --db "$DB" --bind "tcp://127.0.0.1:$P"
 start_bg broker broker --groups "tcp://127.0.0.1:$((P+1))" --workers "tcp://127.0.0.1:$((P+2))" \
     --scored "tcp://127.0.0.1:$((P+3))" --heartbeat-ms 200 --stats "$RUN/broker_stats.json"
 SRLM_HEARTBEAT_MS=200 start_bg reward-math-0 reward-math --connect "tcp://127.0.0.1:$((P+2))"
-SRLM_HEARTBEAT_MS=200 start_bg reward-code-0 reward-code --connect "tcp://127.0.0.1:$((P+2))"
+[ "$CODE_WORKERS" = 1 ] && SRLM_HEARTBEAT_MS=200 start_bg reward-code-0 reward-code --connect "tcp://127.0.0.1:$((P+2))"
 start_bg generator generator --config "$RUN/config.json" --run-dir "$RUN"
 timeout 300 "$SRLM_BIN" trainer --config "$RUN/config.json" --run-dir "$RUN" > "$RUN/logs/trainer.log" 2>&1 || fail "trainer"
 # stop the services with SIGTERM: each must exit 0
@@ -26,7 +28,7 @@ while read -r p; do wait "$p" || fail "a service did not exit 0 on SIGTERM (pid 
 : > "$T/pids"
 check_metrics "$RUN" 3
 check_broker_counts "$RUN"
-grep -q '"workers":2' "$RUN/metrics.jsonl" || fail "GRPO metrics do not report 2 workers"
+grep -q "\"workers\":$((1 + CODE_WORKERS))" "$RUN/metrics.jsonl" || fail "GRPO metrics do not report the workers"
 "$SRLM_BIN" generate --model "$RUN/checkpoints/step_3" --prompt "2+2=" --max-new-tokens 4 > "$T/gen.out" 2>&1 \
     || { cat "$T/gen.out"; fail "srlm generate on the final checkpoint"; }
 if command -v docker-compose >/dev/null 2>&1; then
