@@ -116,7 +116,7 @@ int lm_step(lm_model *m, lm_kvcache *c, const int *slots, int n_rows, const int3
                     memcpy(c->v + dst, v + src, sizeof(float) * (size_t)d);
                 }
         }
-        if (n_rows > 1) {
+        if (n_rows > 1 && n == 1) {
 #pragma omp parallel for schedule(dynamic, 1)
             for (int i = 0; i < n_rows; i++) {
                 size_t base = slot_base(c, l, slots[i]);
@@ -124,8 +124,11 @@ int lm_step(lm_model *m, lm_kvcache *c, const int *slots, int n_rows, const int3
                                  c->len[slots[i]], c->cap, H, Hkv, d);
             }
         } else {
-            size_t base = slot_base(c, l, slots[0]);
-            attention_cached(att, q, c->k + base, c->v + base, n, c->len[slots[0]], c->cap, H, Hkv, d);
+            for (int i = 0; i < n_rows; i++) {
+                size_t base = slot_base(c, l, slots[i]);
+                attention_cached(att + (size_t)i * n * Hd, q + (size_t)i * n * Hd, c->k + base, c->v + base, n,
+                                 c->len[slots[i]], c->cap, H, Hkv, d);
+            }
         }
         step_linear(m, l, LM_LORA_O, tmp, att, w->wo, NULL, (int)R, Hd, D, xa);
         residual_add(h, tmp, R * D);

@@ -172,6 +172,7 @@ struct tok_tokenizer {
     pcre2_code *re;
     int jit;
     int eos_id, pad_id;
+    size_t max_tok_len;   /* longest regular token in bytes */
     uint32_t b2u[256];
     int16_t u2b[0x144];
 };
@@ -417,6 +418,8 @@ static int load_merges(tok_tokenizer *t, const char *file, json_t *merges) {
     return rc;
 }
 
+static int mark_whole_tokens(tok_tokenizer *t);
+
 static int added_cmp(const void *x, const void *y) {
     const added_tok *a = x, *b = y;
     if (a->len != b->len) return a->len > b->len ? -1 : 1;
@@ -611,6 +614,7 @@ int tok_load(const char *path_or_dir, tok_tokenizer **out) {
     }
     if (!rc) rc = load_vocab(t, file, vocab);
     if (!rc) rc = load_merges(t, file, merges); /* NULL: no merges */
+    if (!rc) rc = mark_whole_tokens(t);
     if (!rc) rc = load_added(t, file, json_object_get(root, "added_tokens"));
     if (!rc) rc = load_normalizer(t, file, json_object_get(root, "normalizer"));
     if (!rc) rc = find_pretok(file, json_object_get(root, "pre_tokenizer"), &pattern, &bl_regex);
@@ -688,8 +692,63 @@ static heap_ent heap_pop(heap_ent *h, size_t *n) {
 /* BPE on one pre-tokenized piece of raw bytes (qwen2.md §5.3 step 5). Symbols live in
  * arrays indexed by the byte position where they start; a min-heap of candidate pairs
  * ordered by (rank, position) gives HF's Word::merge_all order. */
+static int bpe_heap(const tok_tokenizer *t, const unsigned char *p, size_t n, idvec *out);
+
+/* Short pieces: symbols in a compact array, the rank of each adjacent pair cached, a
+ * linear scan for the lowest (leftmost on ties) rank — the same order as bpe_heap. */
+enum { BPE_SMALL = 24 };
+static int bpe_small(const tok_tokenizer *t, const unsigned char *p, size_t n, idvec *out) {
+    int32_t id[BPE_SMALL], rk[BPE_SMALL], mid[BPE_SMALL];
+    size_t k = n;
+    for (size_t i = 0; i < n; i++) id[i] = t->byte_id[p[i]];
+    for (size_t i = 0; i + 1 < k; i++) {
+        const pmap_slot *m = pmap_get(&t->merges, id[i], id[i + 1]);
+        rk[i] = m ? m->rank : INT32_MAX;
+        mid[i] = m ? m->id : -1;
+    }
+    while (k > 1) {
+        size_t j = 0;
+        for (size_t i = 1; i + 1 < k; i++)
+            if (rk[i] < rk[j]) j = i;
+        if (rk[j] == INT32_MAX) break;
+        id[j] = mid[j];
+        /* remove symbol j+1 and pair j+1 */
+        memmove(id + j + 1, id + j + 2, (k - j - 2) * sizeof *id);
+        if (j + 2 < k) {
+            memmove(rk + j + 1, rk + j + 2, (k - j - 2 - 1) * sizeof *rk);
+            memmove(mid + j + 1, mid + j + 2, (k - j - 2 - 1) * sizeof *mid);
+        }
+        k--;
+        if (j > 0) {
+            const pmap_slot *m = pmap_get(&t->merges, id[j - 1], id[j]);
+            rk[j - 1] = m ? m->rank : INT32_MAX;
+            mid[j - 1] = m ? m->id : -1;
+        }
+        if (j + 1 < k) {
+            const pmap_slot *m = pmap_get(&t->merges, id[j], id[j + 1]);
+            rk[j] = m ? m->rank : INT32_MAX;
+            mid[j] = m ? m->id : -1;
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        int rc = iv_push(out, id[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* One piece: a single byte; a whole vocabulary token that BPE is known to produce as
+ * itself (flag 4, computed at load); else the BPE merge loop. */
 static int bpe_piece(const tok_tokenizer *t, const unsigned char *p, size_t n, idvec *out) {
     if (n == 1) return iv_push(out, t->byte_id[p[0]]);
+    if (n <= t->max_tok_len) {
+        int32_t w = smap_get(t, (const char *)p, n);
+        if (w >= 0 && (t->tok_flags[w] & 4)) return iv_push(out, w);
+    }
+    return n <= BPE_SMALL ? bpe_small(t, p, n, out) : bpe_heap(t, p, n, out);
+}
+
+static int bpe_heap(const tok_tokenizer *t, const unsigned char *p, size_t n, idvec *out) {
     enum { STACK = 64 };
     int32_t s_id[STACK], s_next[STACK], s_prev[STACK];
     heap_ent s_heap[2 * STACK];
@@ -812,6 +871,31 @@ static int encode_plain(const tok_tokenizer *t, const unsigned char *s, size_t n
         }
     }
     return rc;
+}
+
+/* Flag 4 on every regular token whose own bytes BPE-encode to exactly that token, so
+ * that encoding can return such a piece with one vocabulary lookup (an exact shortcut:
+ * tokens BPE cannot reach keep going through the merge loop). */
+static int mark_whole_tokens(tok_tokenizer *t) {
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    idvec v = {&ids, &n, &cap};
+    t->max_tok_len = 1;
+    for (int id = 0; id < t->vocab_size; id++) {
+        int32_t len = t->tok_len[id];
+        if (len < 1 || (t->tok_flags[id] & 1)) continue;
+        if (len == 1) { t->tok_flags[id] |= 4; continue; }
+        n = 0;
+        const unsigned char *p = (const unsigned char *)t->arena + t->tok_off[id];
+        int rc = (size_t)len <= BPE_SMALL ? bpe_small(t, p, (size_t)len, &v) : bpe_heap(t, p, (size_t)len, &v);
+        if (rc) { free(ids); return rc; }
+        if (n == 1 && ids[0] == id) {
+            t->tok_flags[id] |= 4;
+            if ((size_t)len > t->max_tok_len) t->max_tok_len = (size_t)len;
+        }
+    }
+    free(ids);
+    return 0;
 }
 
 int tok_encode_append(const tok_tokenizer *t, const char *text, size_t len, int parse_special, int32_t **ids,

@@ -481,7 +481,7 @@ static size_t split_list(const char *s, char ***out) {
         if (!e) break;
         p = e + 1;
     }
-    qsort(*out, n, sizeof **out, cmp_str);
+    if (n > 1) qsort(*out, n, sizeof **out, cmp_str);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && !strcmp((*out)[m - 1], (*out)[i])) { free((*out)[i]); continue; }

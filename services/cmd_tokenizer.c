@@ -115,6 +115,8 @@ static void tokenize_usage(FILE *f) {
             "      --no-special     treat added-token strings (\"<|im_end|>\") in TEXT as plain text\n"
             "      --jsonl          stream: each stdin line is a JSON string (with --chat also a JSON\n"
             "                       array of messages); each output line is the JSON array of its ids\n"
+            "      --field NAME     with --jsonl: each line is a JSON object; encode its field NAME\n"
+            "                       (e.g. --field question on GSM8K)\n"
             "  -h, --help           this help\n\n"
             "exit status: 0 ok, 1 bad input / tokenizer error (names the line), 2 usage error\n");
 }
@@ -124,8 +126,9 @@ int cmd_tokenize(int argc, char **argv) {
         {"tokenizer", required_argument, 0, 't'}, {"chat", no_argument, 0, 'c'},
         {"no-special", no_argument, 0, 'S'},      {"jsonl", no_argument, 0, 'j'},
         {"no-generation-prompt", no_argument, 0, 'G'}, {"mask", no_argument, 0, 'm'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-    const char *dir = NULL;
+        {"field", required_argument, 0, 'f'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *dir = NULL, *field = NULL;
     tokenize_opts o = {.parse_special = 1, .gen_prompt = 1};
     int jsonl = 0, c;
     optind = 1;
@@ -137,6 +140,7 @@ int cmd_tokenize(int argc, char **argv) {
         case 'j': jsonl = 1; break;
         case 'G': o.gen_prompt = 0; break;
         case 'm': o.mask = 1; break;
+        case 'f': field = optarg; break;
         case 'h': tokenize_usage(stdout); return 0;
         default: tokenize_usage(stderr); return 2;
         }
@@ -144,6 +148,10 @@ int cmd_tokenize(int argc, char **argv) {
     if (jsonl ? optind != argc : optind != argc - 1) {
         fprintf(stderr, "srlm tokenize: %s\n", jsonl ? "--jsonl reads stdin; no TEXT argument" : "expected one TEXT argument");
         tokenize_usage(stderr);
+        return 2;
+    }
+    if (field && !jsonl) {
+        fprintf(stderr, "srlm tokenize: --field needs --jsonl\n");
         return 2;
     }
     if (o.mask && !o.chat) {
@@ -173,6 +181,18 @@ int cmd_tokenize(int argc, char **argv) {
             snprintf(where, sizeof where, "stdin:%ld", lineno);
             json_error_t e;
             json_t *j = json_loadb(line, (size_t)len, JSON_DECODE_ANY, &e);
+            if (field && j) {
+                json_t *v = json_object_get(j, field);
+                if (!v) {
+                    fprintf(stderr, "srlm tokenize: %s: no field \"%s\" in this line\n", where, field);
+                    json_decref(j);
+                    rc = 1;
+                    break;
+                }
+                json_incref(v);
+                json_decref(j);
+                j = v;
+            }
             if (json_is_string(j)) {
                 rc = tokenize_one(t, &o, json_string_value(j), json_string_length(j), NULL, where);
             } else if (o.chat && json_is_array(j)) {
