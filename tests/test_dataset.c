@@ -184,7 +184,11 @@ static void test_bundled_counts(void **state) {
 
     char *info;
     assert_int_equal(ds_import_info(f->st, "humaneval", "test", &info), 0);
-    assert_non_null(strstr(info, "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"));
+    assert_non_null(strstr(info, "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef")); /* .gz */
+    assert_non_null(strstr(info, "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2")); /* content */
+    free(info);
+    assert_int_equal(ds_import_info(f->st, "gsm8k", "test", &info), 0); /* SOURCES.md */
+    assert_non_null(strstr(info, "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"));
     assert_non_null(strstr(info, "\"schema_version\":1"));
     free(info);
 
