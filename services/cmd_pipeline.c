@@ -200,6 +200,7 @@ static void run_usage(FILE *f) {
             "usage: srlm run CONFIG [--run-dir DIR] [--quiet]\n"
             "       srlm run --resume RUN_DIR\n"
             "       srlm run --print-keys\n"
+            "       srlm run --check CONFIG\n"
             "Run a post-training pipeline (stages in order, e.g. sft -> grpo) on this machine:\n"
             "creates RUN_DIR (default runs/NAME) with config.json, logs/ROLE.log, metrics.jsonl,\n"
             "checkpoints/step_N/; imports data; starts the dataset server, broker, reward workers,\n"
@@ -209,6 +210,7 @@ static void run_usage(FILE *f) {
             "  --resume DIR    continue an interrupted run from its newest checkpoint\n"
             "  --quiet         no progress line\n"
             "  --print-keys    print every config key with its default (markdown)\n"
+            "  --check         validate CONFIG and print its stages; start nothing\n"
             "  -h, --help      this help\n"
             "Config keys: docs/pipeline.md.\n");
 }
@@ -219,11 +221,13 @@ int cmd_run(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     static const struct option opts[] = {{"run-dir", required_argument, 0, 'r'}, {"resume", required_argument, 0, 'R'},
                                          {"quiet", no_argument, 0, 'q'},        {"print-keys", no_argument, 0, 'k'},
+                                         {"check", no_argument, 0, 'C'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     optind = 1;
-    int c;
+    int c, check = 0;
     while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
         switch (c) {
+        case 'C': check = 1; break;
         case 'r': o.run_dir = optarg; break;
         case 'R': o.run_dir = optarg; o.resume = 1; break;
         case 'q': o.quiet = 1; break;
@@ -237,6 +241,21 @@ int cmd_run(int argc, char **argv) {
     } else {
         if (optind + 1 != argc) { run_usage(stderr); return 2; }
         o.config_path = argv[optind];
+    }
+    if (check) {
+        if (o.resume) { run_usage(stderr); return 2; }
+        pc_config cfg;
+        if (pc_load(o.config_path, "RUN", &cfg) != 0) {
+            fprintf(stderr, "srlm run: %s\n", srlm_last_error());
+            return 2;
+        }
+        printf("%s: run \"%s\", model %s, %d stage%s\n", o.config_path, cfg.name, cfg.model, cfg.n_stages,
+               cfg.n_stages > 1 ? "s" : "");
+        for (int i = 0; i < cfg.n_stages; i++)
+            printf("  %d. %-10s %-4s %6d steps, batch %d%s\n", i + 1, cfg.stages[i].name, cfg.stages[i].type_name,
+                   cfg.stages[i].steps, cfg.stages[i].batch_size, cfg.stages[i].type == PC_GRPO ? " groups" : "");
+        pc_free(&cfg);
+        return 0;
     }
     volatile sig_atomic_t *stop = pw_install_stop_handler();
     int rc = ln_run(&o, stop);

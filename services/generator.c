@@ -392,17 +392,22 @@ static int teacher_reply(lm_model *m, const PwTeacherRequest *rq, PwTeacherReply
         double se = 0;
         for (int v = 0; v < V; v++) se += exp((double)(z[v] - mx));
         float lse = mx + (float)log(se);
-        /* partial selection of the top K (K small) */
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            for (int v = 0; v < V; v++) {
-                int taken = 0;
-                for (int j = 0; j < k; j++) taken |= ids[(size_t)t * K + j] == (uint32_t)v;
-                if (!taken && (best < 0 || z[v] > z[best])) best = v;
+        /* top K by insertion into a sorted list (O(V) for K << V) */
+        uint32_t *bi = ids + (size_t)t * K;
+        float *bv = lp + (size_t)t * K;
+        int have = 0;
+        for (int v = 0; v < V; v++) {
+            if (have == K && z[v] <= bv[K - 1]) continue;
+            int j = have < K ? have++ : K - 1;
+            while (j > 0 && bv[j - 1] < z[v]) {
+                bv[j] = bv[j - 1];
+                bi[j] = bi[j - 1];
+                j--;
             }
-            ids[(size_t)t * K + k] = (uint32_t)best;
-            lp[(size_t)t * K + k] = z[best] - lse;
+            bv[j] = z[v];
+            bi[j] = (uint32_t)v;
         }
+        for (int k = 0; k < K; k++) bv[k] -= lse;
     }
     free(logits);
     rp->top_k = (uint32_t)K;

@@ -281,10 +281,9 @@ int ln_run(const ln_options *o, volatile sig_atomic_t *stop) {
         add_proc(l, "generator", 1, "generator", "--config", cfgp, "--run-dir", l->run_dir, (char *)NULL);
     }
     for (int i = 0; i < c->n_stages; i++)
-        if (c->stages[i].type == PC_KD && !strcmp(c->stages[i].kd_mode, "logit") &&
-            (!strncmp(c->stages[i].teacher, "ipc://", 6) || !strncmp(c->stages[i].teacher, "tcp://", 6))) {
+        if (c->stages[i].type == PC_KD && !strcmp(c->stages[i].kd_mode, "logit") && c->stages[i].teacher_service) {
             add_proc(l, "teacher", 1, "generator", "--role", "teacher", "--config", cfgp, "--run-dir", l->run_dir,
-                     (char *)NULL);
+                     "--model", c->stages[i].teacher, (char *)NULL);
             break;
         }
     int trainer_idx = l->n;

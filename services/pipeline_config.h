@@ -43,7 +43,9 @@ typedef struct {
     char lora_targets[64];    /* "q,k,v,o,gate,up,down" */
     /* KD */
     char kd_mode[12];         /* "sequence" (SFT on teacher traces) | "logit" */
-    char teacher[512];        /* logit KD: teacher model dir (local) */
+    char teacher[512];        /* logit KD: teacher model dir */
+    int teacher_service;      /* 1: a `srlm generator --role teacher` process serves it */
+    int teacher_top_k;        /* top-k per position from the teacher service */
     char kd_loss[8];          /* fkl | rkl | jsd */
     double kd_beta, kd_temperature;
     /* GRPO: sampling */

@@ -227,8 +227,7 @@ static int stage_tr_config(const ts *s, const pc_stage *st, tr_config *tc) {
         if ((rc = loss_kd_parse(st->kd_loss, &tc->kd_kind))) return rc;
         tc->kd_beta = (float)st->kd_beta;
         tc->kd_temperature = (float)st->kd_temperature;
-        if (!strcmp(st->kd_mode, "logit") && strncmp(st->teacher, "ipc://", 6) && strncmp(st->teacher, "tcp://", 6))
-            tc->teacher_dir = st->teacher;
+        if (!strcmp(st->kd_mode, "logit") && !st->teacher_service) tc->teacher_dir = st->teacher;
     }
     if (st->type == PC_GRPO) {
         tc->grpo.eps_low = (float)st->clip_low;
@@ -322,12 +321,12 @@ static int teacher_topk(ts *s, int n_rows, int32_t **ids, const int *len, int K,
         rq.ids = (uint32_t *)ids[i];
         rq.top_k = (uint32_t)K;
         int rc = pw_send(s->teacher, NULL, 0, &rq.base, 0);
-        if (rc) return srlm_set_error(SRLM_ETIMEOUT, "teacher at %s: send: %s", s->cfg->stages[s->stage].teacher, srlm_strerror(rc));
+        if (rc) return srlm_set_error(SRLM_ETIMEOUT, "teacher at %s: send: %s", s->cfg->ep_teacher, srlm_strerror(rc));
         for (;;) {
             ProtobufCMessage *m = NULL;
             rc = pw_recv(s->teacher, 0, NULL, NULL, &srlm__pipeline__teacher_reply__descriptor, &m, "trainer teacher socket");
             if (rc == SRLM_EFORMAT) continue;
-            if (rc == SRLM_ETIMEOUT) return srlm_set_error(SRLM_ETIMEOUT, "teacher at %s did not answer within 120 s", s->cfg->stages[s->stage].teacher);
+            if (rc == SRLM_ETIMEOUT) return srlm_set_error(SRLM_ETIMEOUT, "teacher at %s did not answer within 120 s", s->cfg->ep_teacher);
             if (rc) return rc;
             PwTeacherReply *rp = (PwTeacherReply *)m;
             if (rp->request_id != rq.request_id) { protobuf_c_message_free_unpacked(m, NULL); continue; }
@@ -381,10 +380,10 @@ static int sft_step(ts *s, const pc_stage *st, tr_metrics *m) {
     } else {
         tr_batch tb = {rows, (const int32_t *const *)ids, len, plen, NULL};
         if (st->type == PC_KD && !strcmp(st->kd_mode, "logit")) {
-            if (!strncmp(st->teacher, "ipc://", 6) || !strncmp(st->teacher, "tcp://", 6)) {
+            if (st->teacher_service) {
                 int32_t **tid = NULL;
                 float **tlp = NULL;
-                const int K = 8;
+                const int K = st->teacher_top_k;
                 rc = teacher_topk(s, rows, ids, len, K, &tid, &tlp);
                 if (!rc) {
                     tr_topk tk = {K, (const int32_t *const *)tid, (const float *const *)tlp};
@@ -678,8 +677,8 @@ int ts_run(const pc_config *cfg, const char *run_dir, int resume, volatile sig_a
         } else {
             publish(&s, 0);
             if ((ret = open_stream(&s, st))) break;
-            if (st->type == PC_KD && (!strncmp(st->teacher, "ipc://", 6) || !strncmp(st->teacher, "tcp://", 6)) && !s.teacher) {
-                s.teacher = pw_socket(s.ctx, ZMQ_DEALER, st->teacher, 0, 120000, 10000);
+            if (st->type == PC_KD && st->teacher_service && !s.teacher) {
+                s.teacher = pw_socket(s.ctx, ZMQ_DEALER, cfg->ep_teacher, 0, 120000, 10000);
                 if (!s.teacher) { ret = SRLM_EIO; break; }
             }
         }
