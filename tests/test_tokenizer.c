@@ -524,6 +524,63 @@ static void test_malformed_files(void **st) {
     assert_int_equal(srlm_rm_rf(g_dir), 0);
 }
 
+/* Random corruptions and truncations of a valid tokenizer.json never crash: each load
+ * either fails with an error code and a message or yields a working tokenizer. */
+static void test_mutated_files_never_crash(void **st) {
+    char dir[] = "/tmp/srlm_test_tokm_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tok_write_byte_level(dir), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *good;
+    size_t gl;
+    assert_int_equal(srlm_read_file(path, &good, &gl, 0), 0);
+    char *buf = malloc(gl + 1);
+    srlm_rng r;
+    srlm_rng_seed(&r, 99);
+    static const char junk[] = "{}[]\",:0-9e\\ u";
+    int ok = 0, failed = 0;
+    for (int it = 0; it < 400; it++) {
+        memcpy(buf, good, gl);
+        size_t n = gl;
+        if (it % 4 == 0) {
+            n = srlm_rng_below(&r, gl); /* truncation */
+        } else {
+            int k = 1 + (int)srlm_rng_below(&r, 4);
+            for (int j = 0; j < k; j++) {
+                size_t at = srlm_rng_below(&r, gl);
+                buf[at] = srlm_rng_below(&r, 2) ? junk[srlm_rng_below(&r, sizeof junk - 1)]
+                                                : (char)srlm_rng_below(&r, 256);
+            }
+        }
+        assert_int_equal(srlm_write_file_atomic(path, buf, n), 0);
+        tok_tokenizer *t = NULL;
+        int rc = tok_load(dir, &t);
+        if (rc) {
+            assert_true(rc < 0);
+            assert_null(t);
+            assert_true(strlen(srlm_last_error()) > 0);
+            failed++;
+            continue;
+        }
+        ok++;
+        int32_t *ids;
+        size_t ni;
+        const char *s = "Hi <|im_end|> \xC3\xA9\xFF";
+        assert_int_equal(tok_encode(t, s, strlen(s), 1, &ids, &ni), 0);
+        char *back;
+        size_t bl;
+        assert_int_equal(tok_decode(t, ids, ni, 0, &back, &bl), 0);
+        free(back);
+        free(ids);
+        tok_free(t);
+    }
+    assert_true(failed > 100);
+    free(buf);
+    free(good);
+    assert_int_equal(srlm_rm_rf(dir), 0);
+}
+
 static void test_byte_level_vocabulary(void **st) {
     char dir[] = "/tmp/srlm_test_tokb_XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -585,6 +642,7 @@ int main(void) {
         cmocka_unit_test(test_unusual_unicode),
         cmocka_unit_test(test_random_bytes_roundtrip),
         cmocka_unit_test(test_malformed_files),
+        cmocka_unit_test(test_mutated_files_never_crash),
         cmocka_unit_test(test_byte_level_vocabulary),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
