@@ -494,8 +494,16 @@ static void test_lora_forward(void **st) {
                 lo.B[l * LM_LORA_NTARGETS + t] = p; /* zero */
                 p += (size_t)rank * out;
             }
-    m->lora = &lo;
     size_t n = (size_t)r.B * r.T * r.V;
+    {
+        lm_acts *stale; /* allocated before attaching: refused, not silently without LoRA */
+        assert_int_equal(lm_acts_alloc(m, r.B, r.T, 0, &stale), 0);
+        m->lora = &lo;
+        float *tmp = malloc(n * sizeof(float));
+        assert_int_equal(lm_forward(m, r.tokens, r.lengths, r.B, r.T, tmp, stale), SRLM_EINVAL);
+        free(tmp);
+        lm_acts_free(stale);
+    }
     float *lg = malloc(n * sizeof(float)), *base = malloc(n * sizeof(float));
     lm_acts *a;
     assert_int_equal(lm_acts_alloc(m, r.B, r.T, 0, &a), 0);
