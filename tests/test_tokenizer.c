@@ -666,6 +666,14 @@ static void test_byte_level_vocabulary(void **st) {
     assert_int_equal(ids[n - 4], 'y');
     for (size_t k = 0; k < n; k++) assert_int_equal(mask[k], k >= n - 4 && k <= n - 2);
     free(text); free(ids); free(mask);
+    /* extension: {"system", NULL} first = no system turn */
+    tok_message ns[] = {{"system", NULL}, {"user", "hi"}};
+    assert_int_equal(tok_chat_render(t, ns, 2, 1, &text, &ids, NULL, &n), 0);
+    assert_string_equal(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    assert_int_equal(n, 1 + 7 + 1 + 1 + 1 + 10);
+    free(text); free(ids);
+    tok_message ns2[] = {{"user", "hi"}, {"system", NULL}};
+    assert_int_equal(tok_chat_render(t, ns2, 2, 1, &text, &ids, NULL, &n), SRLM_EINVAL);
     tok_free(t);
     assert_int_equal(srlm_rm_rf(dir), 0);
 }
