@@ -28,5 +28,16 @@ demo: build
 bench: build
 	cmake --build $(BUILD) --target bench -j$(JOBS)
 
+# libFuzzer (clang): FUZZ_TARGET=fuzz_math for FUZZ_SECONDS (default 600); new inputs go to
+# build-fuzz/corpus-NAME, the committed seeds in tests/fuzz/corpus/NAME are read only.
+FUZZ_TARGET ?= fuzz_math
+FUZZ_SECONDS ?= 600
+fuzz:
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSRLM_FUZZ=ON -DSRLM_NATIVE=OFF >/dev/null
+	cmake --build build-fuzz -j$(JOBS) --target $(FUZZ_TARGET)
+	mkdir -p build-fuzz/corpus-$(FUZZ_TARGET:fuzz_%=%)
+	build-fuzz/$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  build-fuzz/corpus-$(FUZZ_TARGET:fuzz_%=%) tests/fuzz/corpus/$(FUZZ_TARGET:fuzz_%=%)
+
 clean:
 	rm -rf build build-asan build-fuzz

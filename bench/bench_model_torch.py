@@ -59,7 +59,12 @@ def main():
             cache[i] = (k, v)
             kk = k.repeat_interleave(H // Hkv, 0)
             vv = v.repeat_interleave(H // Hkv, 0)
-            o = torch.nn.functional.scaled_dot_product_attention(q[None], kk[None], vv[None], is_causal=(T > 1))[0]
+            s = (q @ kk.transpose(-1, -2)) / (d ** 0.5)
+            if T > 1:
+                S = kk.shape[1]
+                mask = torch.ones(T, S, dtype=torch.bool).tril(S - T)
+                s = s.masked_fill(~mask, float("-inf"))
+            o = torch.softmax(s, -1) @ vv
             h = h + o.transpose(0, 1).reshape(T, H * d) @ w["o"].T
             x = rms(h, w["n2"])
             h = h + (torch.nn.functional.silu(x @ w["g"].T) * (x @ w["u"].T)) @ w["dn"].T

@@ -11,6 +11,40 @@ void linear_forward(float *out, const float *x, const float *W, const float *b, 
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, W, n_in, x, 1, b ? 1.0f : 0.0f, out, 1);
         return;
     }
+    if (N <= 16) {
+        /* a few rows (batched decode): OpenBLAS sgemm is slow at small M, so stream each
+         * weight row once and dot it with all N inputs (memory-bound, like sgemv). */
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < n_out; o++) {
+            const float *w = W + (size_t)o * n_in;
+            float bo = b ? b[o] : 0.0f;
+            int r = 0;
+            for (; r + 4 <= N; r += 4) {
+                const float *x0 = x + (size_t)r * n_in, *x1 = x0 + n_in, *x2 = x1 + n_in, *x3 = x2 + n_in;
+                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+                for (int i = 0; i < n_in; i++) {
+                    float wi = w[i];
+                    a0 += wi * x0[i];
+                    a1 += wi * x1[i];
+                    a2 += wi * x2[i];
+                    a3 += wi * x3[i];
+                }
+                out[(size_t)r * n_out + o] = a0 + bo;
+                out[(size_t)(r + 1) * n_out + o] = a1 + bo;
+                out[(size_t)(r + 2) * n_out + o] = a2 + bo;
+                out[(size_t)(r + 3) * n_out + o] = a3 + bo;
+            }
+            for (; r < N; r++) {
+                const float *xr = x + (size_t)r * n_in;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int i = 0; i < n_in; i++) acc += w[i] * xr[i];
+                out[(size_t)r * n_out + o] = acc + bo;
+            }
+        }
+        return;
+    }
     float beta = 0.0f;
     if (b) {
 #pragma omp parallel for schedule(static) if (N > 4)

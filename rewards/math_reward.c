@@ -15,6 +15,8 @@
 
 void mr_ctx_init(mr_ctx *ctx) {
     mr_opts_default(&ctx->opts);
+    ctx->sb = NULL;
+    ctx->timeout_s = 10.0;
     mr_prepare();
 }
 
@@ -75,8 +77,14 @@ int mr_score(void *ctx, const char *problem_json, const char *completion, reward
         return srlm_set_error(SRLM_EINVAL, "mr_score: %s", out->error);
     }
     mr_result r;
-    mr_check(gold, completion, opts, &r);
+    int rc = 0;
+    if (c && c->sb) rc = mr_sandbox_check(c->sb, gold, completion, &r, c->timeout_s);
+    else mr_check(gold, completion, opts, &r);
     json_decref(pj);
+    if (r.verdict < MR_CORRECT || r.verdict > MR_UNPARSABLE) r.verdict = MR_UNPARSABLE;
+    if ((int)r.rule < MR_RULE_NONE || (int)r.rule > MR_RULE_LAST_NUMBER) r.rule = MR_RULE_NONE;
+    r.correct = r.verdict == MR_CORRECT;
+    if (rc) SRLM_ERROR("math checker: %s", srlm_last_error());
     out->is_error = 0;
     out->correct = r.correct;
     out->reward = r.correct ? 1.0 : 0.0;
@@ -96,9 +104,8 @@ static int allow(scmp_filter_ctx f, int nr) { return seccomp_rule_add(f, SCMP_AC
 int mr_seccomp_install(int level) {
     mr_prepare();
     json_object_seed(0); /* jansson seeds its hash from /dev/urandom: do it before the filter */
-    /* service mode: unexpected calls fail with EPERM (ZeroMQ reports, we log and exit);
-     * strict mode: they kill the process */
-    scmp_filter_ctx f = seccomp_init(level == MR_SECCOMP_SERVICE ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_KILL_PROCESS);
+    (void)level; /* one level: strict */
+    scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);
     if (!f) return srlm_set_error(SRLM_EIO, "seccomp_init failed");
     int rc = 0;
     static const int BASE[] = {
@@ -113,23 +120,6 @@ int mr_seccomp_install(int level) {
     /* memory: never executable */
     if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc && level == MR_SECCOMP_SERVICE) {
-        static const int SVC[] = {
-            SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt),
-            SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(sendto), SCMP_SYS(recvfrom),
-            SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(shutdown), SCMP_SYS(poll), SCMP_SYS(ppoll),
-            SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_create1),
-            SCMP_SYS(eventfd2), SCMP_SYS(fcntl), SCMP_SYS(pipe2), SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep),
-            SCMP_SYS(rt_sigaction), SCMP_SYS(sigaltstack), SCMP_SYS(ioctl), SCMP_SYS(uname),
-            SCMP_SYS(sched_getaffinity), SCMP_SYS(getuid), SCMP_SYS(getppid), SCMP_SYS(select),
-            SCMP_SYS(pselect6), SCMP_SYS(accept4), SCMP_SYS(getsockopt), SCMP_SYS(kill),
-        };
-        for (size_t i = 0; i < sizeof SVC / sizeof SVC[0] && !rc; i++) rc = allow(f, SVC[i]);
-        /* never: new programs, debugging others, new processes (threads already exist) */
-        if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_KILL_PROCESS, SCMP_SYS(execve), 0);
-        if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_KILL_PROCESS, SCMP_SYS(execveat), 0);
-        if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_KILL_PROCESS, SCMP_SYS(ptrace), 0);
-    }
     if (!rc && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) rc = -errno;
     if (!rc) rc = seccomp_load(f);
     seccomp_release(f);

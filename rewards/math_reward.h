@@ -91,9 +91,24 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
  * Returns 0 (the verdict is in res) or SRLM_EINVAL on NULL arguments. */
 int mr_check(const char *gold, const char *pred, const mr_opts *opts, mr_result *res);
 
-/* Scorer context for mr_score (opts; the checker keeps no other state). */
+/* The checker in a forked child process under the strict seccomp allowlist (service
+ * mode: the ZeroMQ worker process itself never parses untrusted text). The child gets
+ * RLIMIT_AS 1 GiB and no core dumps; a child that crashes or exceeds the wall-clock limit
+ * is killed and restarted, and that check's verdict is "unparsable". Start it before
+ * creating threads. Ignores SIGPIPE process-wide. */
+typedef struct mr_sandbox mr_sandbox;
+int mr_sandbox_start(mr_sandbox **out, const mr_opts *opts); /* 0 | SRLM_EIO | SRLM_ENOMEM */
+/* One check in the child (thread-safe: serialised). timeout_s <= 0: 10 s. Returns 0, or
+ * SRLM_EIO when the child cannot be restarted (res still holds the verdict). */
+int mr_sandbox_check(mr_sandbox *sb, const char *gold, const char *pred, mr_result *res, double timeout_s);
+long mr_sandbox_restarts(const mr_sandbox *sb);
+void mr_sandbox_stop(mr_sandbox *sb);
+
+/* Scorer context for mr_score: options, and optionally the sandbox child to run in. */
 typedef struct {
     mr_opts opts;
+    mr_sandbox *sb;      /* NULL: check in-process */
+    double timeout_s;    /* per check in the sandbox (default 10 s) */
 } mr_ctx;
 void mr_ctx_init(mr_ctx *ctx);
 
@@ -108,13 +123,13 @@ int mr_score(void *ctx, const char *problem_json, const char *completion, reward
  * "extracted","rule","format_ok","gold","method","tolerance","reason"}. NULL on OOM. */
 char *mr_result_json(const mr_result *res);
 
-/* Seccomp allowlist for the checker's steady state (libseccomp, default action: kill
- * the process). MR_SECCOMP_STRICT: read/write on open descriptors, memory management
- * (no PROT_EXEC), futex, clock, exit — what mr_check plus stdio need.
- * MR_SECCOMP_SERVICE: STRICT plus the socket/poll/eventfd calls of an already-created
- * ZeroMQ context (no execve, open, fork, ptrace, ...). Installs PR_SET_NO_NEW_PRIVS.
- * Returns 0 or SRLM_EIO (message via srlm_last_error). */
-enum { MR_SECCOMP_STRICT = 0, MR_SECCOMP_SERVICE = 1 };
+/* Seccomp allowlist for the checker's steady state (libseccomp; any other system call
+ * kills the process): read/write/readv/writev/pread64/lseek/fstat/newfstatat/close on
+ * descriptors already open, brk/munmap/mremap/madvise and mmap/mprotect without
+ * PROT_EXEC, futex, clock_gettime/gettimeofday, getpid/gettid/tgkill (abort), getrandom,
+ * rt_sigreturn/rt_sigprocmask/restart_syscall/sched_yield, exit/exit_group. No open, no
+ * socket, no fork/clone, no execve. Sets PR_SET_NO_NEW_PRIVS. Returns 0 or SRLM_EIO. */
+enum { MR_SECCOMP_STRICT = 0 };
 int mr_seccomp_install(int level);
 
 /* Warm up everything that must be loaded before the filter (regexes, locale, stdio). */

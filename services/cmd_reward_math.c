@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "math_reward.h"
 #include "util.h"
+#include "worker.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -26,7 +27,8 @@ static void usage(FILE *f) {
             "  --no-extract       treat pred as an answer (skip extraction)\n"
             "  --percent-strict   28%% matches 0.28 only (default lenient: also 28)\n"
             "  --seed N           seed of the random evaluation points (default 24301)\n"
-            "  --no-seccomp       do not install the seccomp filter (debugging)\n"
+            "  --timeout S        service mode: wall-clock limit of one check (default 10)\n"
+            "  --no-seccomp       do not install the seccomp filter / sandbox child (debugging)\n"
             "  -h, --help         this help\n\n"
             "Output: {\"correct\",\"verdict\",\"extracted\",\"rule\",\"format_ok\",\"gold\",\"method\",\n"
             "\"tolerance\"[,\"reason\"]}; verdict is correct|wrong|unparsable. docs/reward_math.md.\n");
@@ -90,7 +92,7 @@ int cmd_reward_math(int argc, char **argv) {
         {"gold", required_argument, 0, 'g'}, {"pred", required_argument, 0, 'p'},
         {"jsonl", no_argument, 0, 'j'}, {"connect", required_argument, 0, 'c'},
         {"no-extract", no_argument, 0, 'x'}, {"percent-strict", no_argument, 0, 'P'},
-        {"seed", required_argument, 0, 's'}, {"no-seccomp", no_argument, 0, 'S'},
+        {"seed", required_argument, 0, 's'}, {"no-seccomp", no_argument, 0, 'S'}, {"timeout", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *gold = NULL, *pred = NULL, *connect = NULL;
     int jsonl = 0, seccomp = 1;
@@ -108,6 +110,7 @@ int cmd_reward_math(int argc, char **argv) {
         case 'P': ctx.opts.percent = MR_PCT_STRICT; break;
         case 's': ctx.opts.seed = strtoull(optarg, NULL, 0); break;
         case 'S': seccomp = 0; break;
+        case 't': ctx.timeout_s = atof(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -119,8 +122,16 @@ int cmd_reward_math(int argc, char **argv) {
         return 2;
     }
     if (connect) {
-        fprintf(stderr, "srlm reward-math: --connect needs services/worker.c (not built yet)\n");
-        return 1;
+        /* the ZeroMQ process never parses untrusted text: checks run in a forked child
+         * under the strict seccomp allowlist (restarted if it crashes or hangs) */
+        if (seccomp && mr_sandbox_start(&ctx.sb, &ctx.opts)) {
+            fprintf(stderr, "srlm reward-math: %s\n", srlm_last_error());
+            return 1;
+        }
+        int rc = worker_serve(connect, "math", mr_score, &ctx);
+        if (rc) fprintf(stderr, "srlm reward-math: %s\n", srlm_last_error());
+        mr_sandbox_stop(ctx.sb);
+        return rc ? 1 : 0;
     }
     FILE *in = stdin;
     const char *name = "<stdin>";

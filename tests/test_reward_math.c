@@ -338,6 +338,34 @@ static void test_seccomp(void **s) {
     assert_int_equal(WTERMSIG(st), SIGSYS);
 }
 
+/* Service mode: checks in the forked, filtered child; a timed-out child is replaced. */
+static void test_sandbox(void **s) {
+    (void)s;
+    mr_sandbox *sb = NULL;
+    assert_int_equal(mr_sandbox_start(&sb, NULL), 0);
+    mr_result r;
+    assert_int_equal(mr_sandbox_check(sb, "\\frac{3}{4}", "so \\boxed{0.75}", &r, 10), 0);
+    assert_true(r.correct);
+    assert_string_equal(r.extracted, "0.75");
+    assert_int_equal(r.rule, MR_RULE_BOXED);
+    assert_int_equal(mr_sandbox_check(sb, "18", "#### 17", &r, 10), 0);
+    assert_int_equal(r.verdict, MR_WRONG);
+    /* a zero wall-clock budget: either answered in time or killed and restarted */
+    assert_int_equal(mr_sandbox_check(sb, "1", "\\boxed{1}", &r, 1e-9), 0);
+    assert_true(r.verdict == MR_CORRECT || (r.verdict == MR_UNPARSABLE && strstr(r.reason, "timed out")));
+    assert_int_equal(mr_sandbox_check(sb, "2", "\\boxed{2}", &r, 10), 0);
+    assert_true(r.correct);
+    mr_ctx ctx;
+    mr_ctx_init(&ctx);
+    ctx.sb = sb;
+    reward_result rr;
+    memset(&rr, 0, sizeof rr);
+    assert_int_equal(mr_score(&ctx, "{\"answer\":\"\\\\{1,2\\\\}\"}", "\\boxed{2,1}", &rr), 0);
+    assert_true(rr.correct);
+    reward_result_free(&rr);
+    mr_sandbox_stop(sb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_examples),
@@ -349,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_score),
         cmocka_unit_test(test_seccomp),
+        cmocka_unit_test(test_sandbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
