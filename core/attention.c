@@ -5,8 +5,49 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "layers.h"
 #include "util.h"
+
+/* Rows of queries at or above which one (b, h) block goes through two sgemm calls
+ * (S = Q Kᵀ, O = P V) instead of per-row dot products. */
+#define ATT_GEMM_MIN_ROWS 32
+
+/* One head's block with sgemm: n_q queries whose absolute positions are past..past+n_q-1
+ * against keys 0..n_k-1 (n_k <= past + n_q). Query i sees key j iff j <= past + i and
+ * j < limit. q rows stride ldq, k/v rows stride ldk, out rows stride ldo. S: scratch
+ * [n_q, n_k]; on return S holds the probabilities (0 at masked keys). */
+static void attend_block(float *out, size_t ldo, float *lse, float *S, const float *q, size_t ldq, const float *k,
+                         const float *v, size_t ldk, int n_q, int n_k, int past, int limit, int d, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n_k, d, scale, q, (int)ldq, k, (int)ldk, 0.0f, S,
+                n_k);
+#pragma omp parallel for schedule(static) if (n_q * n_k > 16384)
+    for (int i = 0; i < n_q; i++) {
+        float *s = S + (size_t)i * n_k;
+        int nk = past + i + 1;
+        if (nk > limit) nk = limit;
+        if (nk > n_k) nk = n_k;
+        if (nk <= 0) {
+            memset(s, 0, sizeof(float) * (size_t)n_k);
+            if (lse) lse[i] = -INFINITY;
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j < nk; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < nk; j++) s[j] *= inv;
+        for (int j = nk; j < n_k; j++) s[j] = 0.0f;
+        if (lse) lse[i] = mx + logf(sum);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, d, n_k, 1.0f, S, n_k, v, (int)ldk, 0.0f, out,
+                (int)ldo);
+}
 
 /* One query row: s[j] = scale·(q·k_j) for j < n_keys, softmax, out = Σ P_j v_j.
  * k_j at k + j·kstride, v_j at v + j·vstride. Returns the log-sum-exp; writes P into s. */
@@ -47,6 +88,20 @@ void attention_forward(float *out, float *lse, float *probs, const float *q, con
     int G = H / Hkv;
     size_t qs = (size_t)H * d, ks = (size_t)Hkv * d;
     float scale = 1.0f / sqrtf((float)d);
+    if (T >= ATT_GEMM_MIN_ROWS) {
+        float *S = probs ? NULL : srlm_xmalloc(sizeof(float) * (size_t)T * T);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                int len = lengths ? lengths[b] : T;
+                size_t row = (size_t)b * T;
+                float *Sb = probs ? probs + ((size_t)b * H + h) * T * T : S;
+                attend_block(out + row * qs + (size_t)h * d, qs, lse ? lse + ((size_t)b * H + h) * T : NULL, Sb,
+                             q + row * qs + (size_t)h * d, qs, k + row * ks + (size_t)(h / G) * d,
+                             v + row * ks + (size_t)(h / G) * d, ks, T, T, 0, len, d, scale);
+            }
+        free(S);
+        return;
+    }
 #pragma omp parallel
     {
         float *s = srlm_xmalloc(sizeof(float) * (size_t)(T > 0 ? T : 1));
@@ -78,6 +133,16 @@ void attention_cached(float *out, const float *q, const float *kc, const float *
     size_t qs = (size_t)H * d;
     float scale = 1.0f / sqrtf((float)d);
     int S = past + n;
+    if (n >= ATT_GEMM_MIN_ROWS) {
+        float *Sc = srlm_xmalloc(sizeof(float) * (size_t)n * S);
+        for (int h = 0; h < H; h++) {
+            int kh = h / G;
+            attend_block(out + (size_t)h * d, qs, NULL, Sc, q + (size_t)h * d, qs, kc + (size_t)kh * S_cap * d,
+                         vc + (size_t)kh * S_cap * d, (size_t)d, n, S, past, S, d, scale);
+        }
+        free(Sc);
+        return;
+    }
 #pragma omp parallel if ((size_t)n * H * S > 4096)
     {
         float *s = srlm_xmalloc(sizeof(float) * (size_t)(S > 0 ? S : 1));

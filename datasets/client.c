@@ -2,6 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -224,8 +225,14 @@ int dsc_stream_open(dsc_client *c, const char *consumer, const dsc_stream_spec *
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = 0;
-    snprintf(s->client_id, sizeof s->client_id, "%s-%d-%llx", host, (int)getpid(),
-             (unsigned long long)(c->next_request_id * 0x9E3779B97F4A7C15ULL));
+    /* unique per stream object: host, pid and 64 random bits */
+    uint64_t rnd = (uint64_t)(srlm_wall_time() * 1e9) ^ (uint64_t)(uintptr_t)s;
+    FILE *ur = fopen("/dev/urandom", "rb");
+    if (ur) {
+        if (fread(&rnd, sizeof rnd, 1, ur) != 1) rnd ^= (uint64_t)(uintptr_t)c;
+        fclose(ur);
+    }
+    snprintf(s->client_id, sizeof s->client_id, "%s-%d-%016llx", host, (int)getpid(), (unsigned long long)rnd);
     Dataset__Request q;
     dataset__request__init(&q);
     q.has_type = 1;

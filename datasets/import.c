@@ -579,7 +579,9 @@ static int run_jobs(ds_store *s, const import_job *jobs, int n_jobs, size_t *n_r
     int total_files = 0;
     for (int j = 0; j < n_jobs; j++) total_files += jobs[j].n_files;
     char(*sha)[65] = srlm_xcalloc((size_t)total_files + 1, 65);
+    char(*csha)[65] = srlm_xcalloc((size_t)total_files + 1, 65);
     const char **shap = srlm_xcalloc((size_t)total_files + 1, sizeof *shap);
+    const char **cshap = srlm_xcalloc((size_t)total_files + 1, sizeof *cshap);
     size_t *bytes = srlm_xcalloc((size_t)total_files + 1, sizeof *bytes);
     size_t *nrec = srlm_xcalloc((size_t)total_files + 1, sizeof *nrec);
     ds_group *groups = NULL;
@@ -589,6 +591,7 @@ static int run_jobs(ds_store *s, const import_job *jobs, int n_jobs, size_t *n_r
         metas[j].format = jobs[j].opts.format;
         metas[j].files = (const char **)jobs[j].files;
         metas[j].sha256 = shap + fi;
+        metas[j].content_sha256 = cshap + fi;
         metas[j].bytes = bytes + fi;
         metas[j].records = nrec + fi;
         metas[j].n_files = jobs[j].n_files;
@@ -599,6 +602,13 @@ static int run_jobs(ds_store *s, const import_job *jobs, int n_jobs, size_t *n_r
             if (rc) break;
             if ((rc = srlm_sha256_file(path, sha[fi]))) break;
             shap[fi] = sha[fi];
+            char *content;
+            size_t clen;
+            if (srlm_read_file(path, &content, &clen, MAX_IMPORT_BYTES) == 0) {
+                srlm_sha256_hex(content, clen, csha[fi]);
+                cshap[fi] = csha[fi];
+                free(content);
+            }
             FILE *fp = fopen(path, "rb");
             if (fp) { fseek(fp, 0, SEEK_END); bytes[fi] = (size_t)ftell(fp); fclose(fp); }
             nrec[fi] = rvs[j].n - before;
@@ -635,6 +645,8 @@ static int run_jobs(ds_store *s, const import_job *jobs, int n_jobs, size_t *n_r
     free(metas);
     free(sha);
     free(shap);
+    free(csha);
+    free(cshap);
     free(bytes);
     free(nrec);
     return rc;

@@ -47,6 +47,9 @@ int ds_open(const char *path, int flags, ds_store **out) {
     if ((flags & DS_NOSYNC) || (ns && !strcmp(ns, "1"))) eflags |= MDB_NOSYNC;
     rc = mdb_env_open(s->env, path, eflags, 0644);
     if (rc) { ds_close(s); return lmdb_err(rc, "open", path); }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead); /* free reader slots of killed processes */
+    if (dead) SRLM_DEBUG("dataset store %s: cleared %d stale reader slots", path, dead);
     MDB_txn *txn;
     rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
     if (rc) { ds_close(s); return lmdb_err(rc, "begin", path); }
@@ -381,6 +384,8 @@ static int replace_group(ds_store *s, MDB_txn *txn, const ds_group *g) {
             json_t *f = json_object();
             json_object_set_new(f, "path", json_string(meta->files[i]));
             if (meta->sha256) json_object_set_new(f, "sha256", json_string(meta->sha256[i]));
+            if (meta->content_sha256 && meta->content_sha256[i])
+                json_object_set_new(f, "content_sha256", json_string(meta->content_sha256[i]));
             if (meta->bytes) json_object_set_new(f, "bytes", json_integer((json_int_t)meta->bytes[i]));
             if (meta->records) json_object_set_new(f, "records", json_integer((json_int_t)meta->records[i]));
             json_array_append_new(fa, f);
@@ -481,7 +486,7 @@ static size_t split_list(const char *s, char ***out) {
         if (!e) break;
         p = e + 1;
     }
-    qsort(*out, n, sizeof **out, cmp_str);
+    if (n > 1) qsort(*out, n, sizeof **out, cmp_str);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && !strcmp((*out)[m - 1], (*out)[i])) { free((*out)[i]); continue; }

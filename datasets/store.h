@@ -7,7 +7,7 @@
  *           in import order; a range scan lists one split of one source)
  *   meta    "schema_version" -> decimal text; "generation" -> u64 (bumped by every write
  *           of records); "import/SOURCE/SPLIT" -> JSON {format, files:[{path, sha256,
- *           bytes, records}], records, schema_version, time}
+ *           content_sha256, bytes, records}], records, schema_version, time}
  *   cursor  consumer name -> Dataset__ConsumerState; "\1alloc\0CONSUMER\0CLIENT" ->
  *           {seq, start, count} of the last shared-mode range handed to that client
  *
@@ -76,6 +76,7 @@ typedef struct {
     const char *format;  /* gsm8k, math, ..., jsonl, synth */
     const char **files;  /* source files (paths as given) */
     const char **sha256; /* 64-hex sha256 of each file's bytes on disk */
+    const char **content_sha256; /* sha256 of the decompressed content (= sha256 for plain files), or NULL */
     const size_t *bytes; /* size of each file */
     const size_t *records; /* records taken from each file */
     int n_files;

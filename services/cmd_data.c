@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "client.h"
 #include "commands.h"
 #include "import.h"
 #include "server.h"
@@ -302,12 +304,114 @@ int cmd_data(int argc, char **argv) {
 static volatile sig_atomic_t g_stop; /* set by SIGTERM/SIGINT: the one process-wide flag */
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
 
+static void next_usage(FILE *f) {
+    fprintf(f,
+            "usage: srlm dataset next --connect ENDPOINT --consumer NAME --n N [OPTIONS]\n\n"
+            "Reads N records of a consumer's stream from a running server and prints `POSITION ID` per\n"
+            "record (or the record JSON with --json); `# commit POSITION` after each commit.\n"
+            "  --connect EP        server endpoint\n"
+            "  --consumer NAME     consumer name (its committed cursor is the start position)\n"
+            "  --sources A,B       sources of the stream (default all)\n"
+            "  --splits S,T        splits of the stream (default all)\n"
+            "  --seed S            shuffle seed (default 0)   --no-shuffle  keep store order\n"
+            "  --shared            shared mode (server hands out ranges)\n"
+            "  --reset             forget the consumer's persisted cursor first\n"
+            "  --n N               records to read   --batch B  records per request (default 64)\n"
+            "  --commit-every K    commit the position after every K batches and at the end (default 0: never)\n"
+            "  --delay-ms D        sleep between batches   --timeout-ms T  per try (default 5000)\n"
+            "  --retries R         resends before giving up (default 3)   --json  print records\n");
+}
+
+static int dataset_next(int argc, char **argv) {
+    enum { N_CONNECT = 2000, N_CONSUMER, N_SOURCES, N_SPLITS, N_SEED, N_NOSHUF, N_SHARED, N_RESET, N_N, N_BATCH,
+           N_COMMIT, N_DELAY, N_TIMEOUT, N_RETRIES, N_JSON, N_HELP };
+    static const struct option O[] = {
+        {"connect", required_argument, 0, N_CONNECT}, {"consumer", required_argument, 0, N_CONSUMER},
+        {"sources", required_argument, 0, N_SOURCES}, {"splits", required_argument, 0, N_SPLITS},
+        {"seed", required_argument, 0, N_SEED},       {"no-shuffle", no_argument, 0, N_NOSHUF},
+        {"shared", no_argument, 0, N_SHARED},         {"reset", no_argument, 0, N_RESET},
+        {"n", required_argument, 0, N_N},             {"batch", required_argument, 0, N_BATCH},
+        {"commit-every", required_argument, 0, N_COMMIT}, {"delay-ms", required_argument, 0, N_DELAY},
+        {"timeout-ms", required_argument, 0, N_TIMEOUT}, {"retries", required_argument, 0, N_RETRIES},
+        {"json", no_argument, 0, N_JSON},             {"help", no_argument, 0, N_HELP},
+        {0, 0, 0, 0}};
+    const char *ep = NULL, *consumer = NULL;
+    dsc_stream_spec spec = {0};
+    dsc_options opt = {0};
+    unsigned long long n = 0, batch = 64, every = 0, delay = 0, v = 0;
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", O, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case N_CONNECT: ep = optarg; break;
+        case N_CONSUMER: consumer = optarg; break;
+        case N_SOURCES: spec.sources = optarg; break;
+        case N_SPLITS: spec.splits = optarg; break;
+        case N_SEED: bad = parse_ul(optarg, &v); spec.seed = v; break;
+        case N_NOSHUF: spec.no_shuffle = 1; break;
+        case N_SHARED: spec.shared = 1; break;
+        case N_RESET: spec.reset = 1; break;
+        case N_N: bad = parse_ul(optarg, &n); break;
+        case N_BATCH: bad = parse_ul(optarg, &batch) || batch < 1 || batch > DS_MAX_BATCH; break;
+        case N_COMMIT: bad = parse_ul(optarg, &every); break;
+        case N_DELAY: bad = parse_ul(optarg, &delay) || delay > 60000; break;
+        case N_TIMEOUT: bad = parse_ul(optarg, &v) || v < 1 || v > 3600000; opt.timeout_ms = (int)v; break;
+        case N_RETRIES: bad = parse_ul(optarg, &v) || v > 1000; opt.retries = v ? (int)v : -1; break;
+        case N_JSON: json = 1; break;
+        case 'h':
+        case N_HELP: next_usage(stdout); return 0;
+        default: return 2;
+        }
+        if (bad) { fprintf(stderr, "srlm dataset next: bad value for --%s\n", O[c - N_CONNECT].name); return 2; }
+    }
+    if (!ep || !consumer || n < 1) { next_usage(stderr); return 2; }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    dsc_client *cl;
+    int rc = dsc_connect(ep, &opt, &cl);
+    if (rc) { fprintf(stderr, "srlm dataset next: %s\n", srlm_last_error()); return 1; }
+    dsc_stream *st = NULL;
+    rc = dsc_stream_open(cl, consumer, &spec, &st);
+    unsigned long long done = 0, batches = 0;
+    while (!rc && done < n) {
+        int want = (int)(n - done < batch ? n - done : batch);
+        dsc_batch b;
+        if ((rc = dsc_stream_next(st, want, &b))) break;
+        for (int i = 0; i < b.n; i++) {
+            if (json) {
+                char *js;
+                if (ds_record_to_json(b.records[i], &js) == 0) { printf("%s\n", js); free(js); }
+            } else {
+                printf("%llu %s\n", (unsigned long long)(b.position + (uint64_t)i), b.records[i]->id);
+            }
+        }
+        dsc_batch_free(&b);
+        done += (unsigned long long)want;
+        batches++;
+        if (every && (batches % every == 0 || done == n)) {
+            uint64_t p = dsc_stream_position(st);
+            if ((rc = dsc_stream_commit(st, p))) break;
+            if (!json) printf("# commit %llu\n", (unsigned long long)p);
+        }
+        if (delay && done < n) {
+            struct timespec ts = {(time_t)(delay / 1000), (long)(delay % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (rc) fprintf(stderr, "srlm dataset next: %s\n", srlm_last_error());
+    dsc_stream_close(st);
+    dsc_close(cl);
+    return rc ? 1 : 0;
+}
+
 int cmd_dataset(int argc, char **argv) {
     srlm_log_set_role("dataset");
+    if (argc >= 2 && !strcmp(argv[1], "next")) return dataset_next(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "serve")) {
         int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
         fprintf(help ? stdout : stderr,
-                "usage: srlm dataset serve --db PATH --bind ENDPOINT [--nosync]\n\n"
+                "usage: srlm dataset serve --db PATH --bind ENDPOINT [--nosync]\n"
+                "       srlm dataset next --connect ENDPOINT --consumer NAME --n N ...  (see next --help)\n\n"
                 "Serves the store over a ZeroMQ ROUTER socket (ipc://PATH or tcp://HOST:PORT): next batch of a\n"
                 "consumer's stream (epoch shuffle from a seed), records by id, stats, health, cursor commits.\n"
                 "SIGTERM/SIGINT stop it cleanly (exit 0). Protocol: proto/dataset.proto, docs/datasets.md.\n"

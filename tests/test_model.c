@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "generate.h"
+#include "layers.h"
 #include "model.h"
 #include "safetensors.h"
 #include "util.h"
@@ -189,6 +190,36 @@ static void check_greedy(const char *name) {
     free(seq);
     free(lp);
     for (int g = 0; g < 3; g++) lm_completion_free(&out[g]);
+    free_reference(&r);
+    lm_model_free(m);
+}
+
+/* Several prompts decoded together give the same greedy tokens as one at a time. */
+static void test_generate_batch(void **st) {
+    (void)st;
+    lm_model *m = load_fixture("tiny_llama");
+    reference r;
+    load_reference("tiny_llama", &r);
+    lm_sampling s;
+    lm_sampling_default(&s);
+    assert_int_equal(lm_sampling_from_json(&s, m->gen_config_json, "generation_config.json"), 0);
+    s.max_new_tokens = 10;
+    int32_t other[3] = {1, 2, 3};
+    const int32_t *prompts[3] = {other, r.prompt, r.tokens};
+    int lens[3] = {3, r.P, r.lengths[0]};
+    lm_completion out[6], one[2];
+    assert_int_equal(lm_generate_batch(m, prompts, lens, 3, 2, &s, out), 0);
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(lm_generate_group(m, prompts[p], lens[p], 2, &s, one), 0);
+        for (int g = 0; g < 2; g++) {
+            assert_int_equal(out[p * 2 + g].n, one[g].n);
+            assert_memory_equal(out[p * 2 + g].ids, one[g].ids, sizeof(int32_t) * (size_t)one[g].n);
+            for (int i = 0; i < one[g].n; i++) assert_true(fabsf(out[p * 2 + g].logprobs[i] - one[g].logprobs[i]) < 1e-4f);
+            lm_completion_free(&one[g]);
+        }
+    }
+    for (int i = 0; i < r.G; i++) assert_int_equal(out[2].ids[i], r.greedy[i]);
+    for (int i = 0; i < 6; i++) lm_completion_free(&out[i]);
     free_reference(&r);
     lm_model_free(m);
 }
@@ -463,8 +494,16 @@ static void test_lora_forward(void **st) {
                 lo.B[l * LM_LORA_NTARGETS + t] = p; /* zero */
                 p += (size_t)rank * out;
             }
-    m->lora = &lo;
     size_t n = (size_t)r.B * r.T * r.V;
+    {
+        lm_acts *stale; /* allocated before attaching: refused, not silently without LoRA */
+        assert_int_equal(lm_acts_alloc(m, r.B, r.T, 0, &stale), 0);
+        m->lora = &lo;
+        float *tmp = malloc(n * sizeof(float));
+        assert_int_equal(lm_forward(m, r.tokens, r.lengths, r.B, r.T, tmp, stale), SRLM_EINVAL);
+        free(tmp);
+        lm_acts_free(stale);
+    }
     float *lg = malloc(n * sizeof(float)), *base = malloc(n * sizeof(float));
     lm_acts *a;
     assert_int_equal(lm_acts_alloc(m, r.B, r.T, 0, &a), 0);
@@ -524,6 +563,72 @@ static void test_lora_forward(void **st) {
     lm_model_free(m);
 }
 
+/* Attention kernels (per-row and sgemm-blocked paths) against a double-precision
+ * reference, with padding lengths, lse and probabilities; and the cached variant. */
+static void test_attention_kernels(void **st) {
+    (void)st;
+    int H = 4, Hkv = 2, d = 8, Ts[2] = {7, 45};
+    srlm_rng rng;
+    srlm_rng_seed(&rng, 11);
+    for (int ti = 0; ti < 2; ti++) {
+        int B = 2, T = Ts[ti], lengths[2] = {T, T - 3};
+        size_t N = (size_t)B * T, qs = (size_t)H * d, ks = (size_t)Hkv * d;
+        float *q = malloc(sizeof(float) * N * qs), *k = malloc(sizeof(float) * N * ks), *v = malloc(sizeof(float) * N * ks);
+        for (size_t i = 0; i < N * qs; i++) q[i] = srlm_rng_normal(&rng);
+        for (size_t i = 0; i < N * ks; i++) { k[i] = srlm_rng_normal(&rng); v[i] = srlm_rng_normal(&rng); }
+        float *out = malloc(sizeof(float) * N * qs), *lse = malloc(sizeof(float) * (size_t)B * H * T);
+        float *probs = malloc(sizeof(float) * (size_t)B * H * T * T);
+        attention_forward(out, lse, probs, q, k, v, lengths, B, T, H, Hkv, d);
+        float *out2 = malloc(sizeof(float) * N * qs);
+        attention_forward(out2, NULL, NULL, q, k, v, lengths, B, T, H, Hkv, d);
+        assert_true(max_diff(out, out2, N * qs) == 0.0f);
+        double maxerr = 0;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++) {
+                    int nk = i + 1 < lengths[b] ? i + 1 : lengths[b];
+                    double s[64], mx = -1e30, sum = 0;
+                    const float *qi = q + ((size_t)b * T + i) * qs + (size_t)h * d;
+                    for (int j = 0; j < nk; j++) {
+                        const float *kj = k + ((size_t)b * T + j) * ks + (size_t)(h / 2) * d;
+                        s[j] = 0;
+                        for (int c = 0; c < d; c++) s[j] += (double)qi[c] * kj[c];
+                        s[j] /= sqrt((double)d);
+                        mx = fmax(mx, s[j]);
+                    }
+                    for (int j = 0; j < nk; j++) sum += exp(s[j] - mx);
+                    double l = mx + log(sum);
+                    maxerr = fmax(maxerr, fabs(l - lse[((size_t)b * H + h) * T + i]));
+                    for (int j = 0; j < T; j++) {
+                        double p = j < nk ? exp(s[j] - l) : 0.0;
+                        maxerr = fmax(maxerr, fabs(p - probs[(((size_t)b * H + h) * T + i) * T + j]));
+                    }
+                    for (int c = 0; c < d; c++) {
+                        double o = 0;
+                        for (int j = 0; j < nk; j++)
+                            o += exp(s[j] - l) * v[((size_t)b * T + j) * ks + (size_t)(h / 2) * d + c];
+                        maxerr = fmax(maxerr, fabs(o - out[((size_t)b * T + i) * qs + (size_t)h * d + c]));
+                    }
+                }
+        fprintf(stderr, "attention T=%d: max err %.3g\n", T, maxerr);
+        assert_true(maxerr < 1e-5);
+        /* cached: row 0 as a cache [Hkv, cap, d], queries past..T-1 */
+        int cap = 64, past = T / 3, n = T - past;
+        float *kc = calloc((size_t)Hkv * cap * d, sizeof(float)), *vc = calloc((size_t)Hkv * cap * d, sizeof(float));
+        for (int j = 0; j < T; j++)
+            for (int kh = 0; kh < Hkv; kh++)
+                for (int c = 0; c < d; c++) {
+                    kc[((size_t)kh * cap + j) * d + c] = k[(size_t)j * ks + (size_t)kh * d + c];
+                    vc[((size_t)kh * cap + j) * d + c] = v[(size_t)j * ks + (size_t)kh * d + c];
+                }
+        float *oc = malloc(sizeof(float) * (size_t)n * qs);
+        attention_cached(oc, q + (size_t)past * qs, kc, vc, n, past, cap, H, Hkv, d);
+        assert_true(max_diff(oc, out + (size_t)past * qs, (size_t)n * qs) < 1e-5f);
+        free(kc); free(vc); free(oc);
+        free(q); free(k); free(v); free(out); free(out2); free(lse); free(probs);
+    }
+}
+
 static void test_params_bind_and_acts_bytes(void **st) {
     (void)st;
     lm_model *m = load_fixture("tiny_untied");
@@ -559,12 +664,14 @@ int main(void) {
         cmocka_unit_test(test_kv_decode_matches_forward),
         cmocka_unit_test(test_greedy_tied),
         cmocka_unit_test(test_greedy_llama),
+        cmocka_unit_test(test_generate_batch),
         cmocka_unit_test(test_sampling_group),
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_config_rejects),
         cmocka_unit_test(test_lora_forward),
         cmocka_unit_test(test_params_bind_and_acts_bytes),
+        cmocka_unit_test(test_attention_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,1189 @@
+/* study.c — `srlm study` (see study.h; config keys in docs/study.md). */
+#include "study.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "import.h"
+#include "model.h"
+#include "plot.h"
+#include "prompt.h"
+#include "store.h"
+#include "tokenizer.h"
+#include "util.h"
+
+#define ST_MAX_SEEDS 16
+#define ST_PATH 4096
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static int check_keys(const json_t *o, const char *where, const char *const *allowed) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v) {
+        int ok = 0;
+        for (int i = 0; allowed[i]; i++) ok |= !strcmp(k, allowed[i]);
+        if (!ok) return srlm_set_error(SRLM_EINVAL, "study config: %s: unknown key '%s'", where, k);
+    }
+    return 0;
+}
+
+static const char *jstr(const json_t *o, const char *k, const char *def) {
+    const json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+static double jnum(const json_t *o, const char *k, double def) {
+    const json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : def;
+}
+
+/* argv vector */
+typedef struct {
+    char **v;
+    int n, cap;
+} st_argv;
+static void av_push(st_argv *a, const char *s) {
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 32;
+        a->v = srlm_xrealloc(a->v, (size_t)a->cap * sizeof *a->v);
+    }
+    a->v[a->n++] = srlm_xstrdup(s);
+    a->v[a->n] = NULL;
+}
+static void av_pushf(st_argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void av_pushf(st_argv *a, const char *fmt, ...) {
+    char buf[ST_PATH];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    av_push(a, buf);
+}
+static void av_free(st_argv *a) {
+    for (int i = 0; i < a->n; i++) free(a->v[i]);
+    free(a->v);
+    memset(a, 0, sizeof *a);
+}
+/* Append every key of obj as "--key value" (booleans: "--key" when true). */
+static void av_flags(st_argv *a, const json_t *obj) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        if (json_is_true(v)) {
+            av_pushf(a, "--%s", k);
+        } else if (json_is_false(v) || json_is_null(v)) {
+            continue;
+        } else if (json_is_string(v)) {
+            av_pushf(a, "--%s", k);
+            av_push(a, json_string_value(v));
+        } else if (json_is_integer(v)) {
+            av_pushf(a, "--%s", k);
+            av_pushf(a, "%lld", (long long)json_integer_value(v));
+        } else if (json_is_real(v)) {
+            av_pushf(a, "--%s", k);
+            av_pushf(a, "%.9g", json_real_value(v));
+        } else if (json_is_array(v)) { /* lists: comma-joined */
+            char buf[1024] = "";
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) {
+                size_t l = strlen(buf);
+                if (json_is_string(x)) srlm_fmt(buf + l, sizeof buf - l, "%s%s", i ? "," : "", json_string_value(x));
+                else srlm_fmt(buf + l, sizeof buf - l, "%s%g", i ? "," : "", json_number_value(x));
+            }
+            av_pushf(a, "--%s", k);
+            av_push(a, buf);
+        }
+    }
+}
+
+static char *av_join(const st_argv *a) {
+    size_t n = 1;
+    for (int i = 0; i < a->n; i++) n += strlen(a->v[i]) + 3;
+    char *s = srlm_xmalloc(n);
+    s[0] = 0;
+    for (int i = 0; i < a->n; i++) {
+        strcat(s, i ? " " : "");
+        strcat(s, a->v[i]);
+    }
+    return s;
+}
+
+/* Run argv with stdout+stderr appended to logpath; returns 0 when it exits 0. The command
+ * line is written at the top of the log. SIGINT reaches the child (same process group). */
+static int run_logged(const st_argv *a, const char *logpath, double *seconds) {
+    char *cmd = av_join(a);
+    SRLM_DEBUG("run: %s", cmd);
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        free(cmd);
+        return srlm_set_error(SRLM_EIO, "%s: %s", logpath, strerror(errno));
+    }
+    dprintf(fd, "$ %s\n", cmd);
+    double t0 = srlm_now();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        free(cmd);
+        return srlm_set_error(SRLM_EIO, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        execv(a->v[0], a->v);
+        dprintf(2, "exec %s: %s\n", a->v[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (seconds) *seconds = srlm_now() - t0;
+    int rc = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        rc = srlm_set_error(SRLM_EIO, "'%.200s' failed (%s %d); see %s", cmd,
+                            WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                            logpath);
+    free(cmd);
+    return rc;
+}
+
+/* ---- the study state ------------------------------------------------------------------ */
+typedef struct {
+    char name[64];
+    double acc_mean, acc_std, acc_min, acc_max;
+    double acc[ST_MAX_SEEDS];
+    double pass_at[ST_MAX_SEEDS][8], maj_at[ST_MAX_SEEDS][8];
+    long scored[ST_MAX_SEEDS], errors[ST_MAX_SEEDS];
+    int n_problems;
+    int n;
+} st_cell;
+
+typedef struct {
+    const char *name;
+    json_t *stages;       /* array of stage names (borrowed from the config) */
+    int failed;
+    char error[512];
+    double train_s[ST_MAX_SEEDS], eval_s[ST_MAX_SEEDS];
+    st_cell *cells;       /* [n_evals] */
+    /* curves: concatenated over stages, seed 0 */
+    double *loss_x, *loss_y, *rew_x, *rew_y;
+    int n_loss, n_rew;
+} st_pipe;
+
+typedef struct {
+    json_t *cfg;
+    const char *name;
+    char run[ST_PATH], exe[ST_PATH], db[ST_PATH], tokdir[ST_PATH];
+    int seeds[ST_MAX_SEEDS], n_seeds;
+    int threads;
+    int chat;
+    const char *prompt_format;
+    char student[ST_PATH], teacher[ST_PATH];
+    char traces_jsonl[ST_PATH];
+    json_t *evals;        /* array of eval set objects */
+    int n_evals;
+    st_pipe *pipes;
+    int n_pipes;
+    double t0, setup_s, teacher_s;
+    long n_traces;
+    FILE *log;            /* RUN/study.log: one line per event */
+} study;
+
+static void note(study *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(study *S, const char *fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    double t = srlm_now() - S->t0;
+    printf("[%02d:%02d] %s\n", (int)(t / 60), (int)t % 60, buf);
+    fflush(stdout);
+    if (S->log) {
+        fprintf(S->log, "[%8.1f] %s\n", t, buf);
+        fflush(S->log);
+    }
+}
+
+/* Resolve a path from the config: absolute, relative to the current directory, or a
+ * bundled resource (relative to the source tree). */
+static int resolve(const char *rel, char *out, size_t n) {
+    if (rel[0] == '/' || srlm_file_exists(rel)) return srlm_fmt(out, n, "%s", rel);
+    return srlm_resource_path(rel, out, n);
+}
+
+/* ---- setup: models, tokenizer, data ---------------------------------------------------- */
+static int make_model(study *S, const char *role, const json_t *spec, char *out, size_t n) {
+    static const char *const KEYS[] = {"config", "path", "seed", NULL};
+    int rc;
+    if (!json_is_object(spec)) return srlm_set_error(SRLM_EINVAL, "study config: models.%s: expected an object", role);
+    if ((rc = check_keys(spec, role, KEYS))) return rc;
+    const char *path = jstr(spec, "path", NULL);
+    if (path) {
+        const char *env = getenv("SRLM_MODEL");
+        if (!strcmp(path, "$SRLM_MODEL")) {
+            if (!env || !*env)
+                return srlm_set_error(SRLM_EINVAL, "models.%s.path is $SRLM_MODEL: set SRLM_MODEL=/path/to/model", role);
+            path = env;
+        }
+        if (!srlm_file_exists(path)) return srlm_set_error(SRLM_ENOTFOUND, "models.%s.path: %s not found", role, path);
+        return srlm_fmt(out, n, "%s", path);
+    }
+    const char *cf = jstr(spec, "config", NULL);
+    if (!cf) return srlm_set_error(SRLM_EINVAL, "models.%s: needs 'config' or 'path'", role);
+    char cpath[ST_PATH];
+    if ((rc = resolve(cf, cpath, sizeof cpath))) return rc;
+    lm_config c;
+    if ((rc = lm_config_load(cpath, &c))) return rc;
+    lm_model *m = NULL;
+    if ((rc = lm_model_create(&c, &m))) return rc;
+    lm_model_init_random(m, (uint64_t)jnum(spec, "seed", 1));
+    if ((rc = srlm_fmt(out, n, "%s/models/%s-init", S->run, role)) == 0)
+        rc = lm_model_save(m, out, "F32", NULL, S->tokdir[0] ? S->tokdir : NULL);
+    note(S, "created %s model %s (%zu parameters, %s)", role, out, m->n_params, cf);
+    lm_model_free(m);
+    return rc;
+}
+
+static int setup_data(study *S, const json_t *data) {
+    static const char *const KEYS[] = {"synth", "import", NULL};
+    static const char *const SK[] = {"kind", "split", "n", "seed", "max_steps", "max_number", NULL};
+    static const char *const IK[] = {"bundled", "format", "split", "source", "files", NULL};
+    int rc;
+    if ((rc = check_keys(data, "data", KEYS))) return rc;
+    ds_store *st = NULL;
+    if ((rc = ds_open(S->db, DS_NOSYNC, &st))) return rc;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(data, "synth"), i, e) {
+        if ((rc = check_keys(e, "data.synth[]", SK))) break;
+        ds_synth_opts so;
+        memset(&so, 0, sizeof so);
+        so.kind = jstr(e, "kind", "arith");
+        so.split = jstr(e, "split", "train");
+        so.n = (size_t)jnum(e, "n", 1000);
+        so.seed = (uint64_t)jnum(e, "seed", 1);
+        so.max_steps = (int)jnum(e, "max_steps", 0);
+        so.max_number = (int)jnum(e, "max_number", 0);
+        if ((rc = ds_synth_import(st, &so))) break;
+        note(S, "synthesized %zu %s problems (split %s)", so.n, so.kind, so.split);
+    }
+    json_array_foreach(json_object_get(data, "import"), i, e) {
+        if (rc || (rc = check_keys(e, "data.import[]", IK))) break;
+        size_t n = 0;
+        const char *bundled = jstr(e, "bundled", NULL);
+        if (bundled) {
+            if ((rc = ds_import_bundled(st, bundled, &n))) break;
+            note(S, "imported bundled %s (%zu records)", bundled, n);
+            continue;
+        }
+        ds_import_opts io;
+        memset(&io, 0, sizeof io);
+        io.format = jstr(e, "format", "jsonl");
+        io.split = jstr(e, "split", NULL);
+        io.source = jstr(e, "source", NULL);
+        const json_t *fl = json_object_get(e, "files");
+        int nf = (int)json_array_size(fl);
+        char **files = srlm_xcalloc((size_t)nf + 1, sizeof *files);
+        for (int k = 0; k < nf && !rc; k++) {
+            files[k] = srlm_xmalloc(ST_PATH);
+            rc = resolve(json_string_value(json_array_get(fl, (size_t)k)) ?: "", files[k], ST_PATH);
+        }
+        if (!rc && !nf) rc = srlm_set_error(SRLM_EINVAL, "data.import[%zu]: needs 'bundled' or 'files'", i);
+        if (!rc) rc = ds_import_files(st, &io, (const char *const *)files, nf, &n);
+        for (int k = 0; k < nf; k++) free(files[k]);
+        free(files);
+        if (!rc) note(S, "imported %zu %s records", n, io.format);
+    }
+    ds_close(st);
+    return rc;
+}
+
+typedef struct {
+    study *S;
+    FILE *fo;
+    long n;
+} sft_ctx;
+
+static int sft_one(void *ctx, const Dataset__Record *r) {
+    sft_ctx *c = ctx;
+    json_t *rec = ds_record_to_jsonobj(r);
+    pf_format f = PF_PLAIN;
+    if (!c->S->prompt_format || pf_from_name(c->S->prompt_format, &f)) f = pf_default_for(rec);
+    char *p = NULL, *t = NULL;
+    if (!pf_render_prompt(f, rec, c->S->chat, &p) && !pf_render_target(f, rec, c->S->chat, &t)) {
+        json_t *o = json_pack("{s:s,s:s}", "prompt", p, "completion", t);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (s) {
+            fprintf(c->fo, "%s\n", s);
+            c->n++;
+        }
+        free(s);
+        json_decref(o);
+    }
+    free(p);
+    free(t);
+    json_decref(rec);
+    return 0;
+}
+
+/* Render the (sources, split) records of the study store as SFT samples {"prompt",
+ * "completion"} (runner "train" reads them; the pipeline renders the same text itself). */
+static int write_sft_jsonl(study *S, const char *sources, const char *split, const char *out, long *count) {
+    ds_store *st = NULL;
+    int rc = ds_open(S->db, DS_RDONLY, &st);
+    if (rc) return rc;
+    sft_ctx c = {S, fopen(out, "w"), 0};
+    if (!c.fo) {
+        ds_close(st);
+        return srlm_set_error(SRLM_EIO, "%s: %s", out, strerror(errno));
+    }
+    rc = ds_foreach(st, sources, split, sft_one, &c);
+    ds_close(st);
+    if (fclose(c.fo) && !rc) rc = srlm_set_error(SRLM_EIO, "%s: write failed", out);
+    *count = c.n;
+    if (!rc && !c.n)
+        rc = srlm_set_error(SRLM_ENOTFOUND, "no records in %s for sources %s, split %s", S->db, sources ? sources : "*",
+                            split ? split : "*");
+    return rc;
+}
+
+/* ---- stages ----------------------------------------------------------------------------- */
+
+/* The newest checkpoint under dir (checkpoints/step_N with the largest N), else dir/model
+ * or dir itself when it holds config.json. */
+static int find_output_model(const char *dir, char *out, size_t n) {
+    char p[ST_PATH];
+    long best = -1;
+    srlm_fmt(p, sizeof p, "%s/checkpoints", dir);
+    DIR *d = opendir(p);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char *end;
+        if (strncmp(de->d_name, "step_", 5)) continue;
+        long step = strtol(de->d_name + 5, &end, 10);
+        char c[ST_PATH];
+        srlm_fmt(c, sizeof c, "%s/%s/config.json", p, de->d_name);
+        if (!*end && step > best && srlm_file_exists(c)) best = step;
+    }
+    if (d) closedir(d);
+    if (best >= 0) return srlm_fmt(out, n, "%s/step_%ld", p, best);
+    srlm_fmt(p, sizeof p, "%s/model/config.json", dir);
+    if (srlm_file_exists(p)) return srlm_fmt(out, n, "%s/model", dir);
+    srlm_fmt(p, sizeof p, "%s/config.json", dir);
+    if (srlm_file_exists(p)) return srlm_fmt(out, n, "%s", dir);
+    return srlm_set_error(SRLM_ENOTFOUND, "no model written under %s", dir);
+}
+
+/* Copy the study store into a stage directory so that every stage starts from the same
+ * data and its own consumer cursors (LMDB data file copy; the store is closed here). */
+static int copy_store(const char *from, const char *to) {
+    int rc = srlm_mkdir_p(to);
+    if (rc) return rc;
+    char a[ST_PATH], b[ST_PATH];
+    srlm_fmt(a, sizeof a, "%s/data.mdb", from);
+    srlm_fmt(b, sizeof b, "%s/data.mdb", to);
+    char *buf = NULL;
+    size_t n = 0;
+    if ((rc = srlm_read_file(a, &buf, &n, 0))) return rc;
+    rc = srlm_write_file_atomic(b, buf, n);
+    free(buf);
+    return rc;
+}
+
+/* Run one stage: in_model -> a new model under stage_dir; out_model gets its path.
+ * The one function to switch between stage runners:
+ *   runner "run"   (default) `srlm run STAGE_DIR/pipeline.json`: the services — dataset
+ *                  server, trainer, and for GRPO generator, broker and reward workers;
+ *   runner "train" `srlm train sft` in one process (SFT / sequence-level KD only). */
+static int stage_run(study *S, const char *stage_name, uint64_t seed, const char *in_model, const char *stage_dir,
+                     char *out_model, size_t n, double *seconds) {
+    const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), stage_name);
+    if (!json_is_object(sd)) return srlm_set_error(SRLM_EINVAL, "study config: stage '%s' is not defined in 'stages'", stage_name);
+    const char *type = jstr(sd, "type", NULL);
+    if (!type || (strcmp(type, "sft") && strcmp(type, "kd") && strcmp(type, "grpo")))
+        return srlm_set_error(SRLM_EINVAL, "stages.%s: 'type' must be sft, kd or grpo", stage_name);
+    const char *runner = jstr(sd, "runner", "run");
+    int logit_kd = !strcmp(type, "kd") && !strcmp(jstr(sd, "kd_mode", "sequence"), "logit");
+    int rc = srlm_mkdir_p(stage_dir);
+    if (rc) return rc;
+    char log[ST_PATH];
+    srlm_fmt(log, sizeof log, "%s/stage.log", stage_dir);
+    st_argv a = {0};
+    av_push(&a, S->exe);
+    if (!strcmp(runner, "train")) {
+        if (!strcmp(type, "grpo") || logit_kd) {
+            av_free(&a);
+            return srlm_set_error(SRLM_EINVAL, "stages.%s: runner 'train' supports sft and sequence-level kd only", stage_name);
+        }
+        char data[ST_PATH];
+        long cnt = 0;
+        srlm_fmt(data, sizeof data, "%s/samples.jsonl", stage_dir);
+        const char *src = jstr(sd, "sources", !strcmp(type, "kd") ? "teacher-traces" : NULL);
+        if ((rc = write_sft_jsonl(S, src, jstr(sd, "splits", "train"), data, &cnt))) {
+            av_free(&a);
+            return rc;
+        }
+        av_push(&a, "train");
+        av_push(&a, "sft");
+        av_push(&a, "--model");
+        av_push(&a, in_model);
+        av_push(&a, "--data");
+        av_push(&a, data);
+        av_push(&a, "--out");
+        av_pushf(&a, "%s/model", stage_dir);
+        av_push(&a, "--seed");
+        av_pushf(&a, "%llu", (unsigned long long)seed);
+        static const char *const MAP[][2] = {{"steps", "steps"}, {"lr", "lr"}, {"batch_size", "batch-size"},
+                                             {"lora_rank", "lora-rank"}, {"lora_alpha", "lora-alpha"},
+                                             {"optimizer", "optimizer"}};
+        json_t *fl = json_object();
+        for (size_t k = 0; k < sizeof MAP / sizeof MAP[0]; k++)
+            if (json_object_get(sd, MAP[k][0])) json_object_set(fl, MAP[k][1], json_object_get(sd, MAP[k][0]));
+        av_flags(&a, fl);
+        json_decref(fl);
+    } else if (!strcmp(runner, "run")) {
+        /* the pipeline config: run_options + this one stage, with model, data and seed */
+        json_t *pc = json_deep_copy(json_object_get(S->cfg, "run_options"));
+        if (!pc) pc = json_object();
+        json_t *stage = json_deep_copy(sd);
+        json_object_del(stage, "runner");
+        if (!strcmp(type, "kd") && !logit_kd && !json_object_get(stage, "sources"))
+            json_object_set_new(stage, "sources", json_string("teacher-traces"));
+        if (logit_kd && !json_object_get(stage, "teacher") && S->teacher[0])
+            json_object_set_new(stage, "teacher", json_string(S->teacher));
+        if (S->prompt_format && !json_object_get(stage, "prompt_format"))
+            json_object_set_new(stage, "prompt_format", json_string(S->prompt_format));
+        if (S->chat && !json_object_get(stage, "chat")) json_object_set_new(stage, "chat", json_true());
+        json_object_set_new(stage, "name", json_string(stage_name));
+        json_object_set_new(pc, "name", json_string(stage_name));
+        json_object_set_new(pc, "model", json_string(in_model));
+        json_object_set_new(pc, "seed", json_integer((json_int_t)seed));
+        if (S->threads > 0 && !json_object_get(pc, "threads")) json_object_set_new(pc, "threads", json_integer(S->threads));
+        char dbdir[ST_PATH];
+        srlm_fmt(dbdir, sizeof dbdir, "%s/data.lmdb", stage_dir);
+        if ((rc = copy_store(S->db, dbdir))) {
+            json_decref(pc);
+            json_decref(stage);
+            av_free(&a);
+            return rc;
+        }
+        json_object_set_new(pc, "data", json_pack("{s:s}", "db", dbdir));
+        json_object_set_new(pc, "stages", json_pack("[o]", stage));
+        char cpath[ST_PATH];
+        srlm_fmt(cpath, sizeof cpath, "%s/pipeline.json", stage_dir);
+        char *txt = json_dumps(pc, JSON_INDENT(2));
+        json_decref(pc);
+        rc = txt ? srlm_write_file_atomic(cpath, txt, strlen(txt)) : SRLM_ENOMEM;
+        free(txt);
+        if (rc) {
+            av_free(&a);
+            return rc;
+        }
+        av_push(&a, "run");
+        av_push(&a, cpath);
+        av_push(&a, "--out");
+        av_pushf(&a, "%s/run", stage_dir);
+    } else {
+        av_free(&a);
+        return srlm_set_error(SRLM_EINVAL, "stages.%s: unknown runner '%s' (run, train)", stage_name, runner);
+    }
+    rc = run_logged(&a, log, seconds);
+    av_free(&a);
+    if (rc) return rc;
+    char d[ST_PATH];
+    srlm_fmt(d, sizeof d, "%s/%s", stage_dir, !strcmp(runner, "run") ? "run" : "model");
+    return find_output_model(d, out_model, n);
+}
+
+/* Append (step, loss) and (step, reward) points from a metrics.jsonl. */
+static void read_curves(st_pipe *p, const char *stage_dir, double offset, double *last_step) {
+    const char *cands[] = {"run/metrics.jsonl", "model/metrics.jsonl", "metrics.jsonl"};
+    char path[ST_PATH];
+    FILE *f = NULL;
+    for (int i = 0; i < 3 && !f; i++) {
+        srlm_fmt(path, sizeof path, "%s/%s", stage_dir, cands[i]);
+        f = fopen(path, "r");
+    }
+    *last_step = offset;
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    long k = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        if (!o) continue;
+        k++;
+        double step = jnum(o, "step", (double)k) + offset;
+        if (step > *last_step) *last_step = step;
+        json_t *loss = json_object_get(o, "loss");
+        json_t *rew = json_object_get(o, "reward_mean");
+        if (!rew) rew = json_object_get(o, "reward");
+        if (json_is_number(loss)) {
+            p->loss_x = srlm_xrealloc(p->loss_x, (size_t)(p->n_loss + 1) * sizeof(double));
+            p->loss_y = srlm_xrealloc(p->loss_y, (size_t)(p->n_loss + 1) * sizeof(double));
+            p->loss_x[p->n_loss] = step;
+            p->loss_y[p->n_loss++] = json_number_value(loss);
+        }
+        if (json_is_number(rew)) {
+            p->rew_x = srlm_xrealloc(p->rew_x, (size_t)(p->n_rew + 1) * sizeof(double));
+            p->rew_y = srlm_xrealloc(p->rew_y, (size_t)(p->n_rew + 1) * sizeof(double));
+            p->rew_x[p->n_rew] = step;
+            p->rew_y[p->n_rew++] = json_number_value(rew);
+        }
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+}
+
+/* ---- evaluation ------------------------------------------------------------------------- */
+static int eval_model(study *S, const char *model, const json_t *ev, uint64_t seed, const char *outdir, json_t **summary,
+                      double *seconds) {
+    st_argv a = {0};
+    av_push(&a, S->exe);
+    av_push(&a, "eval");
+    av_push(&a, "--model");
+    av_push(&a, model);
+    const char *ds = jstr(ev, "dataset", NULL);
+    if (!strncmp(ds, "study:", 6)) av_pushf(&a, "--dataset=%s:%s", S->db, ds + 6);
+    else av_pushf(&a, "--dataset=%s", ds);
+    json_t *flags = json_deep_copy(ev);
+    json_object_del(flags, "dataset");
+    json_object_del(flags, "name");
+    json_t *common = json_object_get(S->cfg, "eval_options");
+    const char *k;
+    json_t *v;
+    json_object_foreach(common, k, v) if (!json_object_get(flags, k)) json_object_set(flags, k, v);
+    if (S->prompt_format && !json_object_get(flags, "prompt-format"))
+        json_object_set_new(flags, "prompt-format", json_string(S->prompt_format));
+    if (S->chat) json_object_set_new(flags, "chat", json_true());
+    av_flags(&a, flags);
+    json_decref(flags);
+    av_push(&a, "--seed");
+    av_pushf(&a, "%llu", (unsigned long long)seed);
+    if (S->threads > 0) {
+        av_push(&a, "--threads");
+        av_pushf(&a, "%d", S->threads);
+    }
+    av_push(&a, "--quiet");
+    av_push(&a, "--out");
+    av_push(&a, outdir);
+    char log[ST_PATH];
+    srlm_fmt(log, sizeof log, "%s.log", outdir);
+    int rc = run_logged(&a, log, seconds);
+    av_free(&a);
+    if (rc) return rc;
+    char sp[ST_PATH];
+    srlm_fmt(sp, sizeof sp, "%s/summary.json", outdir);
+    json_error_t err;
+    *summary = json_load_file(sp, 0, &err);
+    if (!*summary) return srlm_set_error(SRLM_EFORMAT, "%s: %s", sp, err.text);
+    return 0;
+}
+
+static void cell_add(st_cell *c, int si, const json_t *sum) {
+    c->acc[si] = jnum(sum, "accuracy", NAN);
+    c->n_problems = (int)jnum(sum, "n_problems", 0);
+    c->scored[si] = (long)jnum(sum, "n_scored", 0);
+    c->errors[si] = (long)jnum(sum, "n_errors", 0);
+    if (si + 1 > c->n) c->n = si + 1;
+}
+
+static void cell_stats(st_cell *c) {
+    double s = 0, mn = INFINITY, mx = -INFINITY;
+    int k = 0;
+    for (int i = 0; i < c->n; i++)
+        if (isfinite(c->acc[i])) {
+            s += c->acc[i];
+            k++;
+            if (c->acc[i] < mn) mn = c->acc[i];
+            if (c->acc[i] > mx) mx = c->acc[i];
+        }
+    c->acc_mean = k ? s / k : NAN;
+    double v = 0;
+    for (int i = 0; i < c->n; i++)
+        if (isfinite(c->acc[i])) v += (c->acc[i] - c->acc_mean) * (c->acc[i] - c->acc_mean);
+    c->acc_std = k > 1 ? sqrt(v / (k - 1)) : 0;
+    c->acc_min = k ? mn : NAN;
+    c->acc_max = k ? mx : NAN;
+}
+
+/* ---- the report -------------------------------------------------------------------------- */
+static const char *stage_list(const st_pipe *p, char *buf, size_t n) {
+    buf[0] = 0;
+    size_t i;
+    json_t *s;
+    json_array_foreach(p->stages, i, s) {
+        size_t l = strlen(buf);
+        srlm_fmt(buf + l, n - l, "%s%s", i ? " → " : "", json_string_value(s));
+    }
+    if (!buf[0]) srlm_fmt(buf, n, "(none)");
+    return buf;
+}
+
+static void fmt_acc(const st_cell *c, char *buf, size_t n) {
+    if (!c->n || !isfinite(c->acc_mean)) srlm_fmt(buf, n, "—");
+    else if (c->n > 1) srlm_fmt(buf, n, "%.3f ± %.3f", c->acc_mean, c->acc_std);
+    else srlm_fmt(buf, n, "%.3f", c->acc_mean);
+}
+
+static int write_report(study *S, double total_s) {
+    char path[ST_PATH];
+    int base = -1;
+    for (int p = 0; p < S->n_pipes; p++)
+        if (json_array_size(S->pipes[p].stages) == 0) base = p;
+    /* the table, on stdout and in the report */
+    char *table = NULL;
+    size_t tlen = 0;
+    FILE *t = open_memstream(&table, &tlen);
+    fprintf(t, "| pipeline | stages |");
+    for (int e = 0; e < S->n_evals; e++) fprintf(t, " %s acc |", jstr(json_array_get(S->evals, e), "name", "?"));
+    if (base >= 0)
+        for (int e = 0; e < S->n_evals; e++) fprintf(t, " Δ %s |", jstr(json_array_get(S->evals, e), "name", "?"));
+    fprintf(t, " train s | eval s |\n|---|---|");
+    for (int e = 0; e < S->n_evals * (base >= 0 ? 2 : 1); e++) fprintf(t, "---:|");
+    fprintf(t, "---:|---:|\n");
+    for (int p = 0; p < S->n_pipes; p++) {
+        st_pipe *P = &S->pipes[p];
+        char sl[512], ab[64];
+        fprintf(t, "| %s | %s |", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"),
+                stage_list(P, sl, sizeof sl));
+        for (int e = 0; e < S->n_evals; e++) {
+            fmt_acc(&P->cells[e], ab, sizeof ab);
+            fprintf(t, " %s |", P->failed && !P->cells[e].n ? "failed" : ab);
+        }
+        if (base >= 0)
+            for (int e = 0; e < S->n_evals; e++) {
+                double d = P->cells[e].acc_mean - S->pipes[base].cells[e].acc_mean;
+                if (p == base || !isfinite(d)) fprintf(t, " |");
+                else fprintf(t, " %+.3f |", d);
+            }
+        double tr = 0, ev = 0;
+        for (int s = 0; s < S->n_seeds; s++) {
+            tr += P->train_s[s];
+            ev += P->eval_s[s];
+        }
+        fprintf(t, " %.0f | %.0f |\n", tr, ev);
+    }
+    fclose(t);
+    printf("\n%s\n", table);
+
+    /* seed spread: the largest std (and range) over pipelines with stages, per eval set */
+    char *spread = NULL;
+    size_t splen = 0;
+    FILE *sp = open_memstream(&spread, &splen);
+    if (S->n_seeds > 1) {
+        fprintf(sp, "Seeds: %d (", S->n_seeds);
+        for (int s = 0; s < S->n_seeds; s++) fprintf(sp, "%s%d", s ? ", " : "", S->seeds[s]);
+        fprintf(sp, "). Seed-to-seed spread of held-out accuracy (sample std; max − min):\n\n");
+        fprintf(sp, "| pipeline |");
+        for (int e = 0; e < S->n_evals; e++) fprintf(sp, " %s std | %s range |", jstr(json_array_get(S->evals, e), "name", "?"), jstr(json_array_get(S->evals, e), "name", "?"));
+        fprintf(sp, "\n|---|");
+        for (int e = 0; e < S->n_evals; e++) fprintf(sp, "---:|---:|");
+        fprintf(sp, "\n");
+        for (int p = 0; p < S->n_pipes; p++) {
+            fprintf(sp, "| %s |", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"));
+            for (int e = 0; e < S->n_evals; e++) {
+                st_cell *c = &S->pipes[p].cells[e];
+                if (c->n > 1) fprintf(sp, " %.3f | %.3f |", c->acc_std, c->acc_max - c->acc_min);
+                else fprintf(sp, " — | — |");
+            }
+            fprintf(sp, "\n");
+        }
+    } else {
+        fprintf(sp, "One seed (%d): the seed-to-seed spread is not measured in this run; run with "
+                    "`--seeds 1,2,3` (docs/study.md states the spread measured that way).\n",
+                S->seeds[0]);
+    }
+    fclose(sp);
+
+    /* plots */
+    int np = 0;
+    plot_series *ls = srlm_xcalloc((size_t)S->n_pipes, sizeof *ls), *rs = srlm_xcalloc((size_t)S->n_pipes, sizeof *rs);
+    int nl = 0, nr = 0;
+    for (int p = 0; p < S->n_pipes; p++) {
+        const char *nm = jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?");
+        if (S->pipes[p].n_loss) ls[nl++] = (plot_series){nm, S->pipes[p].loss_x, S->pipes[p].loss_y, S->pipes[p].n_loss};
+        if (S->pipes[p].n_rew) rs[nr++] = (plot_series){nm, S->pipes[p].rew_x, S->pipes[p].rew_y, S->pipes[p].n_rew};
+    }
+    int have_loss = 0, have_rew = 0, have_acc = 0;
+    srlm_fmt(path, sizeof path, "%s/loss_curves.svg", S->run);
+    if (nl && !plot_line_svg(path, "Training loss (first seed; stages concatenated)", "step", "loss", ls, nl)) have_loss = 1;
+    srlm_fmt(path, sizeof path, "%s/reward_curves.svg", S->run);
+    if (nr && !plot_line_svg(path, "Mean rollout reward (first seed)", "step", "reward", rs, nr)) have_rew = 1;
+    free(ls);
+    free(rs);
+    {
+        const char **groups = srlm_xcalloc((size_t)S->n_pipes, sizeof *groups);
+        const char **series = srlm_xcalloc((size_t)S->n_evals, sizeof *series);
+        double *vals = srlm_xcalloc((size_t)S->n_pipes * S->n_evals, sizeof *vals);
+        double *errs = srlm_xcalloc((size_t)S->n_pipes * S->n_evals, sizeof *errs);
+        for (int p = 0; p < S->n_pipes; p++)
+            groups[p] = jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?");
+        for (int e = 0; e < S->n_evals; e++) {
+            series[e] = jstr(json_array_get(S->evals, e), "name", "?");
+            for (int p = 0; p < S->n_pipes; p++) {
+                vals[e * S->n_pipes + p] = S->pipes[p].cells[e].n ? S->pipes[p].cells[e].acc_mean : NAN;
+                errs[e * S->n_pipes + p] = S->pipes[p].cells[e].acc_std;
+            }
+        }
+        srlm_fmt(path, sizeof path, "%s/accuracy.svg", S->run);
+        if (!plot_bars_svg(path, "Held-out accuracy per pipeline (mean ± std over seeds)", "accuracy", groups,
+                           S->n_pipes, series, S->n_evals, vals, errs))
+            have_acc = 1;
+        free(groups);
+        free(series);
+        free(vals);
+        free(errs);
+    }
+    (void)np;
+
+    /* report.md */
+    char *md = NULL;
+    size_t mdlen = 0;
+    FILE *r = open_memstream(&md, &mdlen);
+    char when[40];
+    srlm_iso_time(when, sizeof when);
+    fprintf(r, "# srlm study: %s\n\n", S->name);
+    const char *desc = jstr(S->cfg, "description", NULL);
+    if (desc) fprintf(r, "%s\n\n", desc);
+    fprintf(r, "Finished %s in %.1f min (setup %.0f s, teacher %.0f s) on %ld CPU cores; run directory `%s`.\n"
+               "Every number below was measured in this run (summary.json of each evaluation, "
+               "metrics.jsonl of each stage).\n\n",
+            when, total_s / 60, S->setup_s, S->teacher_s, sysconf(_SC_NPROCESSORS_ONLN), S->run);
+    fprintf(r, "## Held-out accuracy\n\nAccuracy = mean over problems of the fraction of samples judged correct "
+               "by the reward scorers (pass@1)%s; Δ = difference to the base model.\n\n%s\n",
+            S->n_seeds > 1 ? ", mean ± sample std over seeds" : "", table);
+    for (int p = 0; p < S->n_pipes; p++)
+        if (S->pipes[p].failed) fprintf(r, "- **%s failed**: %s\n", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"), S->pipes[p].error);
+    fprintf(r, "\n## Seed spread\n\n%s\n", spread);
+    fprintf(r, "## Evaluation sets\n\n| name | dataset | problems | completions scored | scorer errors |\n|---|---|---:|---:|---:|\n");
+    for (int e = 0; e < S->n_evals; e++) {
+        long sc = 0, er = 0;
+        int np_ = 0;
+        for (int p = 0; p < S->n_pipes; p++)
+            for (int s = 0; s < S->pipes[p].cells[e].n; s++) {
+                sc += S->pipes[p].cells[e].scored[s];
+                er += S->pipes[p].cells[e].errors[s];
+                np_ = S->pipes[p].cells[e].n_problems;
+            }
+        const json_t *ev = json_array_get(S->evals, e);
+        fprintf(r, "| %s | %s%s%s | %d | %ld | %ld |\n", jstr(ev, "name", "?"), jstr(ev, "dataset", "?"),
+                jstr(ev, "sources", NULL) ? " sources=" : "", jstr(ev, "sources", ""), np_, sc, er);
+    }
+    if (S->teacher[0])
+        fprintf(r, "\nTeacher: `%s`; %ld correct traces kept for KD (`%s`).\n", S->teacher, S->n_traces, S->traces_jsonl);
+    fprintf(r, "\n## Plots\n\n");
+    if (have_acc) fprintf(r, "![accuracy per pipeline](accuracy.svg)\n\n");
+    if (have_loss) fprintf(r, "![training loss](loss_curves.svg)\n\n");
+    if (have_rew) fprintf(r, "![mean reward](reward_curves.svg)\n\n");
+    if (!have_loss && !have_rew) fprintf(r, "(no stage wrote metrics.jsonl: no curves)\n\n");
+    char *cfg = json_dumps(S->cfg, JSON_INDENT(2));
+    fprintf(r, "## Settings\n\nThe study config as run (also in `config.json`):\n\n```json\n%s\n```\n\n", cfg ? cfg : "");
+    free(cfg);
+    fprintf(r, "## Files\n\n- `pipelines/NAME/seed-S/stage-I-STAGE/` — each stage's config, log and model\n"
+               "- `pipelines/NAME/seed-S/eval/SET/` — results.jsonl (every completion, extracted answer, verdict) "
+               "and summary.json\n- `study.log`, `logs/` — what ran, with timings\n");
+    fclose(r);
+    srlm_fmt(path, sizeof path, "%s/report.md", S->run);
+    int rc = srlm_write_file_atomic(path, md, mdlen);
+    free(md);
+    free(table);
+    free(spread);
+    if (!rc) note(S, "report: %s", path);
+    return rc;
+}
+
+static int write_results_json(study *S) {
+    json_t *o = json_pack("{s:s,s:[]}", "name", S->name, "pipelines");
+    for (int p = 0; p < S->n_pipes; p++) {
+        json_t *po = json_pack("{s:s,s:O,s:b,s:o}", "name",
+                               jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"), "stages",
+                               S->pipes[p].stages, "failed", S->pipes[p].failed, "eval", json_object());
+        for (int e = 0; e < S->n_evals; e++) {
+            st_cell *c = &S->pipes[p].cells[e];
+            json_t *accs = json_array();
+            for (int s = 0; s < c->n; s++) json_array_append_new(accs, isfinite(c->acc[s]) ? json_real(c->acc[s]) : json_null());
+            json_object_set_new(json_object_get(po, "eval"), jstr(json_array_get(S->evals, e), "name", "?"),
+                                json_pack("{s:o,s:f,s:f,s:i}", "accuracy", accs, "mean",
+                                          isfinite(c->acc_mean) ? c->acc_mean : -1.0, "std", c->acc_std, "problems",
+                                          c->n_problems));
+        }
+        json_array_append_new(json_object_get(o, "pipelines"), po);
+    }
+    char path[ST_PATH];
+    srlm_fmt(path, sizeof path, "%s/results.json", S->run);
+    char *s = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    int rc = s ? srlm_write_file_atomic(path, s, strlen(s)) : SRLM_ENOMEM;
+    free(s);
+    return rc;
+}
+
+/* ---- the teacher ---------------------------------------------------------------------------- */
+static int run_teacher(study *S, const json_t *tc) {
+    static const char *const KEYS[] = {"model", "stages", "traces", NULL};
+    int rc;
+    if ((rc = check_keys(tc, "teacher", KEYS))) return rc;
+    double t0 = srlm_now();
+    char cur[ST_PATH];
+    srlm_fmt(cur, sizeof cur, "%s", S->teacher);
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(tc, "stages"), i, st) {
+        char dir[ST_PATH], out[ST_PATH];
+        srlm_fmt(dir, sizeof dir, "%s/teacher/stage-%zu-%s", S->run, i + 1, json_string_value(st));
+        double s = 0;
+        note(S, "teacher: stage %s ...", json_string_value(st));
+        if ((rc = stage_run(S, json_string_value(st), (uint64_t)S->seeds[0], cur, dir, out, sizeof out, &s))) return rc;
+        note(S, "teacher: stage %s done in %.0f s -> %s", json_string_value(st), s, out);
+        srlm_fmt(cur, sizeof cur, "%s", out);
+    }
+    srlm_fmt(S->teacher, sizeof S->teacher, "%s", cur);
+    /* traces: the teacher answers the train problems; correct answers become KD samples */
+    const json_t *tr = json_object_get(tc, "traces");
+    if (json_is_object(tr)) {
+        char outdir[ST_PATH];
+        srlm_fmt(outdir, sizeof outdir, "%s/teacher/traces", S->run);
+        json_t *ev = json_deep_copy(tr);
+        int only_correct = !json_is_false(json_object_get(ev, "only_correct"));
+        json_object_del(ev, "only_correct");
+        if (!json_object_get(ev, "dataset")) json_object_set_new(ev, "dataset", json_string("study:train"));
+        json_t *sum = NULL;
+        double s = 0;
+        note(S, "teacher: writing traces on %s ...", jstr(ev, "dataset", "?"));
+        rc = eval_model(S, S->teacher, ev, (uint64_t)S->seeds[0], outdir, &sum, &s);
+        json_decref(ev);
+        if (rc) return rc;
+        double acc = jnum(sum, "accuracy", 0);
+        json_decref(sum);
+        char rpath[ST_PATH];
+        srlm_fmt(rpath, sizeof rpath, "%s/results.jsonl", outdir);
+        FILE *in = fopen(rpath, "r"), *fo = fopen(S->traces_jsonl, "w");
+        if (!in || !fo) {
+            if (in) fclose(in);
+            if (fo) fclose(fo);
+            return srlm_set_error(SRLM_EIO, "%s / %s: %s", rpath, S->traces_jsonl, strerror(errno));
+        }
+        /* each kept completion becomes a record of source teacher-traces (the problem's
+         * fields + "completion"), imported into the study store for the KD stages */
+        ds_store *st = NULL;
+        if ((rc = ds_open(S->db, DS_NOSYNC, &st))) {
+            fclose(in);
+            fclose(fo);
+            return rc;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        long n = 0;
+        while (getline(&line, &cap, in) > 0) {
+            json_t *res = json_loads(line, 0, NULL);
+            Dataset__Record *r = NULL;
+            if (!res || ds_get(st, jstr(res, "id", ""), &r)) {
+                json_decref(res);
+                continue;
+            }
+            json_t *rec = ds_record_to_jsonobj(r);
+            ds_record_free(r);
+            pf_format f = PF_PLAIN;
+            if (!S->prompt_format || pf_from_name(S->prompt_format, &f)) f = pf_default_for(rec);
+            json_object_del(rec, "id");
+            json_object_del(rec, "source");
+            json_object_del(rec, "split");
+            const json_t *comps = json_object_get(res, "completions"), *corr = json_object_get(res, "correct");
+            for (size_t k = 0; k < json_array_size(comps); k++) {
+                if (only_correct && !json_is_true(json_array_get(corr, k))) continue;
+                const char *c = json_string_value(json_array_get(comps, k));
+                if (f == PF_GSM8K && !S->chat)
+                    while (c && (*c == ' ' || *c == '\t')) c++; /* the format adds the space back */
+                if (!c || !*c) continue;
+                json_object_set_new(rec, "completion", json_string(c));
+                char *s2 = json_dumps(rec, JSON_COMPACT);
+                if (s2) {
+                    fprintf(fo, "%s\n", s2);
+                    n++;
+                }
+                free(s2);
+            }
+            json_decref(rec);
+            json_decref(res);
+        }
+        free(line);
+        fclose(in);
+        if (fclose(fo)) rc = srlm_set_error(SRLM_EIO, "%s: write failed", S->traces_jsonl);
+        if (!rc && n) {
+            ds_import_opts io;
+            memset(&io, 0, sizeof io);
+            io.format = "jsonl";
+            io.split = "train";
+            io.source = "teacher-traces";
+            const char *files[] = {S->traces_jsonl};
+            rc = ds_import_files(st, &io, files, 1, NULL);
+        }
+        ds_close(st);
+        if (rc) return rc;
+        S->n_traces = n;
+        note(S, "teacher: train accuracy %.3f, %ld traces kept (%.0f s)", acc, n, s);
+        if (!n) return srlm_set_error(SRLM_EINVAL, "the teacher produced no correct traces: train it longer (teacher.stages)");
+    }
+    S->teacher_s = srlm_now() - t0;
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+static int parse_seeds(study *S, const st_opts *o) {
+    if (o->seeds) {
+        int *v = NULL, n = 0;
+        if (srlm_parse_int_list(o->seeds, &v, &n) || n < 1 || n > ST_MAX_SEEDS) {
+            free(v);
+            return srlm_set_error(SRLM_EINVAL, "--seeds '%s': 1..%d integers", o->seeds, ST_MAX_SEEDS);
+        }
+        memcpy(S->seeds, v, (size_t)n * sizeof *v);
+        S->n_seeds = n;
+        free(v);
+        return 0;
+    }
+    const json_t *sd = json_object_get(S->cfg, "seeds");
+    S->n_seeds = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(sd, i, x) {
+        if (!json_is_integer(x) || S->n_seeds >= ST_MAX_SEEDS) return srlm_set_error(SRLM_EINVAL, "study config: seeds: up to %d integers", ST_MAX_SEEDS);
+        S->seeds[S->n_seeds++] = (int)json_integer_value(x);
+    }
+    if (!S->n_seeds) S->seeds[S->n_seeds++] = 1;
+    return 0;
+}
+
+static int in_list(const char *list, const char *name) {
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && !strncmp(p, name, n)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+int st_run(const st_opts *o) {
+    static const char *const KEYS[] = {"name",    "description", "threads",   "seeds",  "tokenizer",    "models",
+                                       "student", "data",        "prompt_format", "chat", "teacher",  "stages",
+                                       "pipelines", "eval",      "eval_options", "run_options", NULL};
+    study S;
+    memset(&S, 0, sizeof S);
+    S.t0 = srlm_now();
+    json_error_t err;
+    S.cfg = json_load_file(o->config_path, 0, &err);
+    if (!S.cfg) return srlm_set_error(SRLM_EINVAL, "%s:%d: %s", o->config_path, err.line, err.text);
+    int rc = check_keys(S.cfg, o->config_path, KEYS);
+    if (rc) goto out;
+    S.name = jstr(S.cfg, "name", "study");
+    S.threads = (int)jnum(S.cfg, "threads", 0);
+    S.chat = json_is_true(json_object_get(S.cfg, "chat"));
+    S.prompt_format = jstr(S.cfg, "prompt_format", NULL);
+    if (S.prompt_format) {
+        pf_format f;
+        if ((rc = pf_from_name(S.prompt_format, &f))) goto out;
+    }
+    if ((rc = parse_seeds(&S, o))) goto out;
+    S.evals = json_object_get(S.cfg, "eval");
+    S.n_evals = (int)json_array_size(S.evals);
+    if (!S.n_evals) {
+        rc = srlm_set_error(SRLM_EINVAL, "study config: 'eval' needs at least one evaluation set");
+        goto out;
+    }
+    for (int e = 0; e < S.n_evals; e++)
+        if (!jstr(json_array_get(S.evals, e), "name", NULL) || !jstr(json_array_get(S.evals, e), "dataset", NULL)) {
+            rc = srlm_set_error(SRLM_EINVAL, "study config: eval[%d]: needs 'name' and 'dataset'", e);
+            goto out;
+        }
+    json_t *pl = json_object_get(S.cfg, "pipelines");
+    if (!json_is_array(pl) || !json_array_size(pl)) {
+        rc = srlm_set_error(SRLM_EINVAL, "study config: 'pipelines' needs at least one pipeline");
+        goto out;
+    }
+    S.n_pipes = (int)json_array_size(pl);
+    S.pipes = srlm_xcalloc((size_t)S.n_pipes, sizeof *S.pipes);
+    for (int p = 0; p < S.n_pipes; p++) {
+        json_t *po = json_array_get(pl, p);
+        static const char *const PK[] = {"name", "stages", "description", NULL};
+        if ((rc = check_keys(po, "pipelines[]", PK))) goto out;
+        S.pipes[p].name = jstr(po, "name", NULL);
+        S.pipes[p].stages = json_object_get(po, "stages");
+        if (!S.pipes[p].name || !json_is_array(S.pipes[p].stages)) {
+            rc = srlm_set_error(SRLM_EINVAL, "study config: pipelines[%d]: needs 'name' and 'stages' (a list)", p);
+            goto out;
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(S.pipes[p].stages, i, s) {
+            if (!json_is_string(s) || !json_is_object(json_object_get(json_object_get(S.cfg, "stages"), json_string_value(s)))) {
+                rc = srlm_set_error(SRLM_EINVAL, "study config: pipeline %s: stage %zu is not a name defined in 'stages'",
+                                    S.pipes[p].name, i);
+                goto out;
+            }
+        }
+        S.pipes[p].cells = srlm_xcalloc((size_t)S.n_evals, sizeof(st_cell));
+    }
+
+    /* the run directory */
+    if (o->out_dir) {
+        srlm_fmt(S.run, sizeof S.run, "%s", o->out_dir);
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        char ts[32];
+        strftime(ts, sizeof ts, "%Y%m%d-%H%M%S", &tm);
+        srlm_fmt(S.run, sizeof S.run, "runs/%s-%s", S.name, ts);
+    }
+    char p1[ST_PATH];
+    srlm_fmt(p1, sizeof p1, "%s/logs", S.run);
+    if ((rc = srlm_mkdir_p(p1))) goto out;
+    srlm_fmt(p1, sizeof p1, "%s/data", S.run);
+    if ((rc = srlm_mkdir_p(p1))) goto out;
+    srlm_fmt(p1, sizeof p1, "%s/models", S.run);
+    if ((rc = srlm_mkdir_p(p1))) goto out;
+    srlm_fmt(p1, sizeof p1, "%s/study.log", S.run);
+    S.log = fopen(p1, "a");
+    {
+        char *c = json_dumps(S.cfg, JSON_INDENT(2));
+        srlm_fmt(p1, sizeof p1, "%s/config.json", S.run);
+        rc = c ? srlm_write_file_atomic(p1, c, strlen(c)) : SRLM_ENOMEM;
+        free(c);
+        if (rc) goto out;
+    }
+    {
+        ssize_t k = readlink("/proc/self/exe", S.exe, sizeof S.exe - 1);
+        if (k <= 0) {
+            rc = srlm_set_error(SRLM_EIO, "readlink /proc/self/exe: %s", strerror(errno));
+            goto out;
+        }
+        S.exe[k] = 0;
+    }
+    srlm_fmt(S.db, sizeof S.db, "%s/data.lmdb", S.run);
+    srlm_fmt(S.traces_jsonl, sizeof S.traces_jsonl, "%s/data/teacher-traces.jsonl", S.run);
+    note(&S, "study %s: %d pipelines × %d seed(s), %d evaluation set(s); run directory %s", S.name, S.n_pipes,
+         S.n_seeds, S.n_evals, S.run);
+
+    /* tokenizer and models */
+    const char *tk = jstr(S.cfg, "tokenizer", NULL);
+    if (tk && !strcmp(tk, "byte-level")) {
+        srlm_fmt(S.tokdir, sizeof S.tokdir, "%s/models/tokenizer", S.run);
+        if ((rc = tok_write_byte_level(S.tokdir))) goto out;
+        note(&S, "byte-level tokenizer: %s", S.tokdir);
+    } else if (tk) {
+        if ((rc = resolve(tk, S.tokdir, sizeof S.tokdir))) goto out;
+    }
+    const json_t *models = json_object_get(S.cfg, "models");
+    const char *stu = jstr(S.cfg, "student", "student");
+    if (!json_object_get(models, stu)) {
+        rc = srlm_set_error(SRLM_EINVAL, "study config: models.%s (the starting model) is missing", stu);
+        goto out;
+    }
+    if ((rc = make_model(&S, stu, json_object_get(models, stu), S.student, sizeof S.student))) goto out;
+    const json_t *tc = json_object_get(S.cfg, "teacher");
+    if (tc) {
+        const char *tm = jstr(tc, "model", "teacher");
+        if ((rc = make_model(&S, tm, json_object_get(models, tm), S.teacher, sizeof S.teacher))) goto out;
+    }
+    const json_t *data = json_object_get(S.cfg, "data");
+    if (data && (rc = setup_data(&S, data))) goto out;
+    S.setup_s = srlm_now() - S.t0;
+    if (tc && (rc = run_teacher(&S, tc))) goto out;
+
+    /* pipelines */
+    for (int p = 0; p < S.n_pipes; p++) {
+        st_pipe *P = &S.pipes[p];
+        if (!in_list(o->only, P->name)) continue;
+        int n_stages = (int)json_array_size(P->stages);
+        int n_seeds = n_stages ? S.n_seeds : 1; /* the base model does not depend on a seed */
+        for (int si = 0; si < n_seeds && !P->failed; si++) {
+            int seed = S.seeds[si];
+            char cur[ST_PATH];
+            srlm_fmt(cur, sizeof cur, "%s", S.student);
+            double step_off = 0;
+            for (int k = 0; k < n_stages; k++) {
+                const char *sn = json_string_value(json_array_get(P->stages, k));
+                char dir[ST_PATH], out[ST_PATH];
+                srlm_fmt(dir, sizeof dir, "%s/pipelines/%s/seed-%d/stage-%d-%s", S.run, P->name, seed, k + 1, sn);
+                note(&S, "%s (seed %d): stage %d/%d %s ...", P->name, seed, k + 1, n_stages, sn);
+                double s = 0;
+                rc = stage_run(&S, sn, (uint64_t)seed, cur, dir, out, sizeof out, &s);
+                P->train_s[si] += s;
+                if (rc) {
+                    P->failed = 1;
+                    srlm_fmt(P->error, sizeof P->error, "%s", srlm_last_error());
+                    note(&S, "%s (seed %d): stage %s FAILED: %s", P->name, seed, sn, P->error);
+                    break;
+                }
+                if (si == 0) read_curves(P, dir, step_off, &step_off);
+                note(&S, "%s (seed %d): stage %s done in %.0f s", P->name, seed, sn, s);
+                srlm_fmt(cur, sizeof cur, "%s", out);
+            }
+            if (P->failed) break;
+            for (int e = 0; e < S.n_evals; e++) {
+                const json_t *ev = json_array_get(S.evals, e);
+                char dir[ST_PATH];
+                srlm_fmt(dir, sizeof dir, "%s/pipelines/%s/seed-%d/eval/%s", S.run, P->name, seed, jstr(ev, "name", "?"));
+                json_t *sum = NULL;
+                double s = 0;
+                rc = eval_model(&S, cur, ev, (uint64_t)seed, dir, &sum, &s);
+                P->eval_s[si] += s;
+                if (rc) {
+                    P->failed = 1;
+                    srlm_fmt(P->error, sizeof P->error, "%s", srlm_last_error());
+                    note(&S, "%s (seed %d): eval %s FAILED: %s", P->name, seed, jstr(ev, "name", "?"), P->error);
+                    break;
+                }
+                cell_add(&P->cells[e], si, sum);
+                note(&S, "%s (seed %d): %s accuracy %.3f (%d problems, %ld scored, %.0f s)", P->name, seed,
+                     jstr(ev, "name", "?"), jnum(sum, "accuracy", NAN), (int)jnum(sum, "n_problems", 0),
+                     (long)jnum(sum, "n_scored", 0), s);
+                json_decref(sum);
+            }
+        }
+        for (int e = 0; e < S.n_evals; e++) cell_stats(&P->cells[e]);
+        if (P->failed && !o->keep_going) {
+            rc = srlm_set_error(SRLM_EIO, "pipeline %s failed: %s", P->name, P->error);
+            write_results_json(&S);
+            write_report(&S, srlm_now() - S.t0);
+            goto out;
+        }
+    }
+    rc = write_results_json(&S);
+    if (!rc) rc = write_report(&S, srlm_now() - S.t0);
+    for (int p = 0; p < S.n_pipes && !rc; p++)
+        if (S.pipes[p].failed) rc = srlm_set_error(SRLM_EIO, "pipeline %s failed: %s", S.pipes[p].name, S.pipes[p].error);
+out:
+    if (S.log) fclose(S.log);
+    for (int p = 0; p < S.n_pipes; p++) {
+        free(S.pipes[p].cells);
+        free(S.pipes[p].loss_x);
+        free(S.pipes[p].loss_y);
+        free(S.pipes[p].rew_x);
+        free(S.pipes[p].rew_y);
+    }
+    free(S.pipes);
+    json_decref(S.cfg);
+    return rc;
+}
