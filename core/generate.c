@@ -174,59 +174,75 @@ static int is_stop(const lm_sampling *s, int32_t t) {
 
 int lm_generate_group(lm_model *m, const int32_t *prompt, int prompt_len, int G, const lm_sampling *s,
                       lm_completion *out) {
-    if (prompt_len < 1 || G < 1) return srlm_set_error(SRLM_EINVAL, "generate: need prompt_len >= 1 and G >= 1");
+    return lm_generate_batch(m, &prompt, &prompt_len, 1, G, s, out);
+}
+
+int lm_generate_batch(lm_model *m, const int32_t *const *prompts, const int *prompt_lens, int n_prompts, int G,
+                      const lm_sampling *s, lm_completion *out) {
+    if (n_prompts < 1 || G < 1) return srlm_set_error(SRLM_EINVAL, "generate: need n_prompts >= 1 and G >= 1");
+    int Pmax = 0;
+    for (int p = 0; p < n_prompts; p++) {
+        if (prompt_lens[p] < 1) return srlm_set_error(SRLM_EINVAL, "generate: prompt %d is empty", p);
+        if (prompt_lens[p] > Pmax) Pmax = prompt_lens[p];
+    }
     int rc = lm_sampling_validate(s);
     if (rc) return rc;
-    int V = m->cfg.vocab_size, M = s->max_new_tokens;
-    memset(out, 0, sizeof(lm_completion) * (size_t)G);
+    int V = m->cfg.vocab_size, M = s->max_new_tokens, R = n_prompts * G;
+    size_t hcap = (size_t)Pmax + M;
+    memset(out, 0, sizeof(lm_completion) * (size_t)R);
     lm_kvcache *c = NULL;
     lm_sampler sp = {0};
     float *logits = NULL;
     int32_t *hist = NULL, *tok = NULL;
     int *slots = NULL, *active = NULL;
-    if ((rc = lm_kvcache_alloc(m, G, prompt_len + M, &c))) return rc;
+    if ((rc = lm_kvcache_alloc(m, R, Pmax + M, &c))) return rc;
     if ((rc = lm_sampler_init(&sp, V))) goto done;
-    logits = srlm_alloc_floats((size_t)G * V);
-    hist = malloc(sizeof(int32_t) * (size_t)G * (prompt_len + M));
-    tok = malloc(sizeof(int32_t) * (size_t)G);
-    slots = malloc(sizeof(int) * (size_t)G);
-    active = malloc(sizeof(int) * (size_t)G);
+    logits = srlm_alloc_floats((size_t)R * V);
+    hist = malloc(sizeof(int32_t) * (size_t)R * hcap);
+    tok = malloc(sizeof(int32_t) * (size_t)R);
+    slots = malloc(sizeof(int) * (size_t)R);
+    active = malloc(sizeof(int) * (size_t)R);
     if (!logits || !hist || !tok || !slots || !active) { rc = srlm_set_error(SRLM_ENOMEM, "generate: out of memory"); goto done; }
-    for (int g = 0; g < G; g++) {
-        out[g].ids = malloc(sizeof(int32_t) * (size_t)M);
-        out[g].logprobs = malloc(sizeof(float) * (size_t)M);
-        out[g].sampled_logprobs = malloc(sizeof(float) * (size_t)M);
-        if (!out[g].ids || !out[g].logprobs || !out[g].sampled_logprobs) {
+    for (int r = 0; r < R; r++) {
+        int p = r / G;
+        out[r].ids = malloc(sizeof(int32_t) * (size_t)M);
+        out[r].logprobs = malloc(sizeof(float) * (size_t)M);
+        out[r].sampled_logprobs = malloc(sizeof(float) * (size_t)M);
+        if (!out[r].ids || !out[r].logprobs || !out[r].sampled_logprobs) {
             rc = srlm_set_error(SRLM_ENOMEM, "generate: out of memory");
             goto done;
         }
-        memcpy(hist + (size_t)g * (prompt_len + M), prompt, sizeof(int32_t) * (size_t)prompt_len);
-        out[g].finish_reason = LM_FINISH_LENGTH;
+        memcpy(hist + (size_t)r * hcap, prompts[p], sizeof(int32_t) * (size_t)prompt_lens[p]);
+        out[r].finish_reason = LM_FINISH_LENGTH;
     }
-    /* prefill once into slot 0, share with the others */
-    int s0 = 0;
-    if ((rc = lm_step(m, c, &s0, 1, prompt, prompt_len, logits, 1))) goto done;
-    for (int g = 1; g < G; g++) lm_kvcache_copy(c, g, 0);
-    for (int g = 1; g < G; g++) memcpy(logits + (size_t)g * V, logits, sizeof(float) * (size_t)V);
+    /* prefill each prompt once into its first row's slot, share with the other G-1 */
+    for (int p = 0; p < n_prompts; p++) {
+        int s0 = p * G;
+        if ((rc = lm_step(m, c, &s0, 1, prompts[p], prompt_lens[p], logits + (size_t)s0 * V, 1))) goto done;
+        for (int g = 1; g < G; g++) {
+            lm_kvcache_copy(c, s0 + g, s0);
+            memcpy(logits + (size_t)(s0 + g) * V, logits + (size_t)s0 * V, sizeof(float) * (size_t)V);
+        }
+    }
     srlm_rng rng;
     srlm_rng_seed(&rng, s->seed);
-    int n_active = G;
-    for (int g = 0; g < G; g++) active[g] = g;
-    /* logits row i belongs to active[i] */
+    int n_active = R;
+    for (int r = 0; r < R; r++) active[r] = r;
+    /* logits row i belongs to row active[i] */
     for (int step = 0; step < M && n_active > 0; step++) {
         int w = 0;
         for (int i = 0; i < n_active; i++) {
-            int g = active[i];
-            int32_t *hg = hist + (size_t)g * (prompt_len + M);
+            int r = active[i], pl = prompt_lens[r / G];
+            int32_t *hr = hist + (size_t)r * hcap;
             float lp, slp;
-            int32_t t = lm_sample(&sp, logits + (size_t)i * V, s, hg, prompt_len + out[g].n, &rng, &lp, &slp);
-            hg[prompt_len + out[g].n] = t;
-            out[g].ids[out[g].n] = t;
-            out[g].logprobs[out[g].n] = lp;
-            out[g].sampled_logprobs[out[g].n] = slp;
-            out[g].n++;
-            if (is_stop(s, t)) out[g].finish_reason = LM_FINISH_STOP;
-            else if (out[g].n < M) { slots[w] = g; tok[w] = t; w++; }
+            int32_t t = lm_sample(&sp, logits + (size_t)i * V, s, hr, pl + out[r].n, &rng, &lp, &slp);
+            hr[pl + out[r].n] = t;
+            out[r].ids[out[r].n] = t;
+            out[r].logprobs[out[r].n] = lp;
+            out[r].sampled_logprobs[out[r].n] = slp;
+            out[r].n++;
+            if (is_stop(s, t)) out[r].finish_reason = LM_FINISH_STOP;
+            else if (out[r].n < M) { slots[w] = r; tok[w] = t; w++; }
         }
         n_active = w;
         for (int i = 0; i < n_active; i++) active[i] = slots[i];
@@ -234,7 +250,7 @@ int lm_generate_group(lm_model *m, const int32_t *prompt, int prompt_len, int G,
     }
 done:
     if (rc)
-        for (int g = 0; g < G; g++) lm_completion_free(&out[g]);
+        for (int r = 0; r < R; r++) lm_completion_free(&out[r]);
     lm_kvcache_free(c);
     lm_sampler_free(&sp);
     free(logits);

@@ -52,4 +52,14 @@ const char *lm_finish_reason_name(int r);   /* "stop" | "length" */
 int lm_generate_group(lm_model *m, const int32_t *prompt, int prompt_len, int G,
                       const lm_sampling *s, lm_completion *out);
 
+/* Several prompts at once (e.g. an evaluation batch or several GRPO groups): prompt p
+ * (prompts[p], prompt_lens[p] >= 1) gets G completions out[p·G + g]; each prompt is
+ * prefilled once and shared by its G rows; all unfinished rows of all prompts decode
+ * together, one batched step per token. Draws: one srlm_rng seeded with s->seed, rows in
+ * order p·G + g each step (lm_generate_group = this with n_prompts 1). KV cache memory:
+ * n_prompts·G·(max prompt_len + max_new_tokens)·2·L·Hkv·d·4 bytes.
+ * Errors: SRLM_EINVAL, SRLM_ENOMEM. */
+int lm_generate_batch(lm_model *m, const int32_t *const *prompts, const int *prompt_lens,
+                      int n_prompts, int G, const lm_sampling *s, lm_completion *out);
+
 #endif

@@ -666,6 +666,10 @@ int lm_acts_alloc(const lm_model *m, int B, int T, int flags, lm_acts **out) {
     a->mem = srlm_alloc_floats(total);
     a->scratch = srlm_alloc_floats(a->n_scratch);
     a->layers = calloc((size_t)L, sizeof(lm_layer_acts));
+    if (m->lora) {
+        a->lora_rank = m->lora->rank;
+        a->lora_targets = m->lora->targets;
+    }
     if (!a->mem || !a->scratch || !a->layers) {
         lm_acts_free(a);
         return srlm_set_error(SRLM_ENOMEM, "cannot allocate activations for B=%d T=%d (%.2f GB)", B, T,
@@ -744,6 +748,11 @@ int lm_forward(lm_model *m, const int32_t *tokens, const int *lengths, int B, in
     } else if (T > acts->T || N > (size_t)acts->B * acts->T) {
         return srlm_set_error(SRLM_EINVAL, "lm_forward: batch [%d, %d] exceeds the activation cache [%d, %d]", B, T,
                               acts->B, acts->T);
+    } else if (m->lora && m->lora->targets &&
+               (acts->lora_rank != m->lora->rank || acts->lora_targets != m->lora->targets)) {
+        return srlm_set_error(SRLM_EINVAL, "lm_forward: the activation cache was allocated for LoRA rank %d targets "
+                              "0x%x but the model has rank %d targets 0x%x (allocate the acts after attaching)",
+                              acts->lora_rank, acts->lora_targets, m->lora->rank, m->lora->targets);
     }
     int D = c->hidden_size, F = c->intermediate_size, H = c->num_heads, Hkv = c->num_kv_heads, d = c->head_dim;
     int Hd = H * d, Kd = Hkv * d, L = c->num_layers;

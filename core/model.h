@@ -230,6 +230,8 @@ typedef struct {
     size_t n_floats;
     float *scratch;           /* forward scratch (not saved state) */
     size_t n_scratch;
+    int lora_rank;            /* LoRA rank / targets the lora_xa buffers were sized for */
+    unsigned lora_targets;    /* (lm_forward refuses a model whose m->lora differs) */
 } lm_acts;
 
 /* Bytes lm_acts_alloc would allocate for B·T tokens (planning; no allocation). */

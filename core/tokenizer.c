@@ -1104,6 +1104,7 @@ int tok_chat_render(const tok_tokenizer *t, const tok_message *msgs, int n, int 
     if (!t || !msgs || n < 1) return srlm_set_error(SRLM_EINVAL, "tok_chat_render: need at least one message");
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
+        if (i == 0 && r && !msgs[i].content && !strcmp(r, "system")) continue; /* "no system turn" */
         if (!r || !msgs[i].content)
             return srlm_set_error(SRLM_EINVAL, "tok_chat_render: message %d has no %s", i, r ? "content" : "role");
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "tool"))
@@ -1118,7 +1119,7 @@ int tok_chat_render(const tok_tokenizer *t, const tok_message *msgs, int n, int 
     int rc = sb_put(&c.text, "", 0);
     int first = 0;
     if (!rc && !strcmp(msgs[0].role, "system")) {
-        rc = chat_turn(&c, "system", msgs[0].content, 0);
+        if (msgs[0].content) rc = chat_turn(&c, "system", msgs[0].content, 0);
         first = 1;
     } else if (!rc) {
         rc = chat_turn(&c, "system", TOK_DEFAULT_SYSTEM, 0);

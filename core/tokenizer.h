@@ -128,6 +128,8 @@ typedef struct {
  *   *assistant_mask: [*n_ids] bytes, 1 on the tokens of every assistant message's content
  *         and its closing <|im_end|>, 0 elsewhere (the "\n" after <|im_end|>, role
  *         headers, prompts). Use it for SFT labels (label = -100 where mask == 0).
+ * Extension (not in the Qwen template): messages[0] = {"system", NULL} renders no system
+ * turn at all — for tiny byte-level models with short contexts.
  * The tokenizer must have <|im_start|> and <|im_end|> (Qwen2.x, byte-level vocabulary).
  * Errors: SRLM_EINVAL (n < 1, NULL role/content, unknown role), SRLM_EUNSUPPORTED
  * (tokenizer lacks the ChatML tokens). */

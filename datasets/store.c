@@ -47,6 +47,9 @@ int ds_open(const char *path, int flags, ds_store **out) {
     if ((flags & DS_NOSYNC) || (ns && !strcmp(ns, "1"))) eflags |= MDB_NOSYNC;
     rc = mdb_env_open(s->env, path, eflags, 0644);
     if (rc) { ds_close(s); return lmdb_err(rc, "open", path); }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead); /* free reader slots of killed processes */
+    if (dead) SRLM_DEBUG("dataset store %s: cleared %d stale reader slots", path, dead);
     MDB_txn *txn;
     rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
     if (rc) { ds_close(s); return lmdb_err(rc, "begin", path); }

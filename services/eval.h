@@ -62,7 +62,7 @@ int ev_run(const ev_opts *o, ev_summary *out);
 
 /* Resolve a named data set to the cache store, importing the bundled files on first use.
  * name: gsm8k | math500 | humaneval | mbpp. Writes the store path (db, size dbn), its
- * source and split (ds_import_bundled; MBPP test = task ids 11-510). *
+ * source and split (ds_import_bundled; MBPP test = task ids 11-510). */
 int ev_resolve_named(const char *name, const char *cache_db, char *db, size_t dbn, char *source, size_t sn,
                      char *split, size_t spn);
 

@@ -194,6 +194,36 @@ static void check_greedy(const char *name) {
     lm_model_free(m);
 }
 
+/* Several prompts decoded together give the same greedy tokens as one at a time. */
+static void test_generate_batch(void **st) {
+    (void)st;
+    lm_model *m = load_fixture("tiny_llama");
+    reference r;
+    load_reference("tiny_llama", &r);
+    lm_sampling s;
+    lm_sampling_default(&s);
+    assert_int_equal(lm_sampling_from_json(&s, m->gen_config_json, "generation_config.json"), 0);
+    s.max_new_tokens = 10;
+    int32_t other[3] = {1, 2, 3};
+    const int32_t *prompts[3] = {other, r.prompt, r.tokens};
+    int lens[3] = {3, r.P, r.lengths[0]};
+    lm_completion out[6], one[2];
+    assert_int_equal(lm_generate_batch(m, prompts, lens, 3, 2, &s, out), 0);
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(lm_generate_group(m, prompts[p], lens[p], 2, &s, one), 0);
+        for (int g = 0; g < 2; g++) {
+            assert_int_equal(out[p * 2 + g].n, one[g].n);
+            assert_memory_equal(out[p * 2 + g].ids, one[g].ids, sizeof(int32_t) * (size_t)one[g].n);
+            for (int i = 0; i < one[g].n; i++) assert_true(fabsf(out[p * 2 + g].logprobs[i] - one[g].logprobs[i]) < 1e-4f);
+            lm_completion_free(&one[g]);
+        }
+    }
+    for (int i = 0; i < r.G; i++) assert_int_equal(out[2].ids[i], r.greedy[i]);
+    for (int i = 0; i < 6; i++) lm_completion_free(&out[i]);
+    free_reference(&r);
+    lm_model_free(m);
+}
+
 static void test_greedy_tied(void **st) { (void)st; check_greedy("tiny_tied"); }
 static void test_greedy_llama(void **st) { (void)st; check_greedy("tiny_llama"); }
 
@@ -464,8 +494,16 @@ static void test_lora_forward(void **st) {
                 lo.B[l * LM_LORA_NTARGETS + t] = p; /* zero */
                 p += (size_t)rank * out;
             }
-    m->lora = &lo;
     size_t n = (size_t)r.B * r.T * r.V;
+    {
+        lm_acts *stale; /* allocated before attaching: refused, not silently without LoRA */
+        assert_int_equal(lm_acts_alloc(m, r.B, r.T, 0, &stale), 0);
+        m->lora = &lo;
+        float *tmp = malloc(n * sizeof(float));
+        assert_int_equal(lm_forward(m, r.tokens, r.lengths, r.B, r.T, tmp, stale), SRLM_EINVAL);
+        free(tmp);
+        lm_acts_free(stale);
+    }
     float *lg = malloc(n * sizeof(float)), *base = malloc(n * sizeof(float));
     lm_acts *a;
     assert_int_equal(lm_acts_alloc(m, r.B, r.T, 0, &a), 0);
@@ -626,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_kv_decode_matches_forward),
         cmocka_unit_test(test_greedy_tied),
         cmocka_unit_test(test_greedy_llama),
+        cmocka_unit_test(test_generate_batch),
         cmocka_unit_test(test_sampling_group),
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_bad_checkpoints),

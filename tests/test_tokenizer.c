@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -524,6 +525,101 @@ static void test_malformed_files(void **st) {
     assert_int_equal(srlm_rm_rf(g_dir), 0);
 }
 
+/* Random corruptions and truncations of a valid tokenizer.json never crash: each load
+ * either fails with an error code and a message or yields a working tokenizer. */
+static void test_mutated_files_never_crash(void **st) {
+    char dir[] = "/tmp/srlm_test_tokm_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tok_write_byte_level(dir), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *good;
+    size_t gl;
+    assert_int_equal(srlm_read_file(path, &good, &gl, 0), 0);
+    char *buf = malloc(gl + 1);
+    srlm_rng r;
+    srlm_rng_seed(&r, 99);
+    static const char junk[] = "{}[]\",:0-9e\\ u";
+    int ok = 0, failed = 0;
+    for (int it = 0; it < 400; it++) {
+        memcpy(buf, good, gl);
+        size_t n = gl;
+        if (it % 4 == 0) {
+            n = srlm_rng_below(&r, gl); /* truncation */
+        } else {
+            int k = 1 + (int)srlm_rng_below(&r, 4);
+            for (int j = 0; j < k; j++) {
+                size_t at = srlm_rng_below(&r, gl);
+                buf[at] = srlm_rng_below(&r, 2) ? junk[srlm_rng_below(&r, sizeof junk - 1)]
+                                                : (char)srlm_rng_below(&r, 256);
+            }
+        }
+        assert_int_equal(srlm_write_file_atomic(path, buf, n), 0);
+        tok_tokenizer *t = NULL;
+        int rc = tok_load(dir, &t);
+        if (rc) {
+            assert_true(rc < 0);
+            assert_null(t);
+            assert_true(strlen(srlm_last_error()) > 0);
+            failed++;
+            continue;
+        }
+        ok++;
+        int32_t *ids;
+        size_t ni;
+        const char *s = "Hi <|im_end|> \xC3\xA9\xFF";
+        assert_int_equal(tok_encode(t, s, strlen(s), 1, &ids, &ni), 0);
+        char *back;
+        size_t bl;
+        assert_int_equal(tok_decode(t, ids, ni, 0, &back, &bl), 0);
+        free(back);
+        free(ids);
+        tok_free(t);
+    }
+    assert_true(failed > 100);
+    free(buf);
+    free(good);
+    assert_int_equal(srlm_rm_rf(dir), 0);
+}
+
+/* The tokenizer is immutable after loading: 4 threads encoding at once get the same ids
+ * as one thread. */
+typedef struct { const char *text; const int32_t *want; size_t wn; int ok; } thread_job;
+
+static void *encode_many(void *arg) {
+    thread_job *j = arg;
+    j->ok = 1;
+    for (int it = 0; it < 200 && j->ok; it++) {
+        int32_t *ids;
+        size_t n;
+        if (tok_encode(g_tok, j->text, strlen(j->text), 1, &ids, &n) || n != j->wn ||
+            memcmp(ids, j->want, n * sizeof *ids))
+            j->ok = 0;
+        free(ids);
+    }
+    return NULL;
+}
+
+static void test_concurrent_encode(void **st) {
+    const char *texts[4] = {"Hello, y'all! How are you \xF0\x9F\x98\x81 ?\xE6\x88\x91\xE6\x83\xB3",
+                            "<|im_start|>user\nWhat is 2+3?<|im_end|>\n", "    def f(x):\n        return x * 2\n",
+                            "caf\x65\xCC\x81 na\xC3\xAFve \xFF\xFE"};
+    int32_t *want[4];
+    size_t wn[4];
+    thread_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(tok_encode(g_tok, texts[i], strlen(texts[i]), 1, &want[i], &wn[i]), 0);
+        jobs[i] = (thread_job){texts[i], want[i], wn[i], 0};
+    }
+    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, encode_many, &jobs[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(jobs[i].ok);
+        free(want[i]);
+    }
+}
+
 static void test_byte_level_vocabulary(void **st) {
     char dir[] = "/tmp/srlm_test_tokb_XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -570,6 +666,14 @@ static void test_byte_level_vocabulary(void **st) {
     assert_int_equal(ids[n - 4], 'y');
     for (size_t k = 0; k < n; k++) assert_int_equal(mask[k], k >= n - 4 && k <= n - 2);
     free(text); free(ids); free(mask);
+    /* extension: {"system", NULL} first = no system turn */
+    tok_message ns[] = {{"system", NULL}, {"user", "hi"}};
+    assert_int_equal(tok_chat_render(t, ns, 2, 1, &text, &ids, NULL, &n), 0);
+    assert_string_equal(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    assert_int_equal(n, 1 + 7 + 1 + 1 + 1 + 10);
+    free(text); free(ids);
+    tok_message ns2[] = {{"user", "hi"}, {"system", NULL}};
+    assert_int_equal(tok_chat_render(t, ns2, 2, 1, &text, &ids, NULL, &n), SRLM_EINVAL);
     tok_free(t);
     assert_int_equal(srlm_rm_rf(dir), 0);
 }
@@ -585,6 +689,8 @@ int main(void) {
         cmocka_unit_test(test_unusual_unicode),
         cmocka_unit_test(test_random_bytes_roundtrip),
         cmocka_unit_test(test_malformed_files),
+        cmocka_unit_test(test_mutated_files_never_crash),
+        cmocka_unit_test(test_concurrent_encode),
         cmocka_unit_test(test_byte_level_vocabulary),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
