@@ -89,8 +89,6 @@ int opt_create(const opt_config *cfg, size_t n, opt_state **out) {
     int need_m = cfg->kind == OPT_ADAMW || cfg->momentum != 0.0f;
     if (need_m && !(s->m = srlm_alloc_floats(n ? n : 1))) goto nomem;
     if (cfg->kind == OPT_ADAMW && !(s->v = srlm_alloc_floats(n ? n : 1))) goto nomem;
-    if (!(s->decay = malloc(n ? n : 1))) goto nomem;
-    memset(s->decay, 1, n);
     *out = s;
     return 0;
 nomem:
@@ -102,32 +100,57 @@ void opt_free(opt_state *s) {
     if (!s) return;
     free(s->m);
     free(s->v);
-    free(s->decay);
+    free(s->no_decay);
     free(s);
 }
 
 int opt_no_decay(opt_state *s, size_t off, size_t len) {
     if (off > s->n || len > s->n - off)
         return srlm_set_error(SRLM_EINVAL, "opt_no_decay: range [%zu, +%zu) outside %zu params", off, len, s->n);
-    memset(s->decay + off, 0, len);
+    if (!len) return 0;
+    if (s->n_no_decay == s->cap_no_decay) {
+        s->cap_no_decay = s->cap_no_decay ? 2 * s->cap_no_decay : 16;
+        s->no_decay = srlm_xrealloc(s->no_decay, sizeof(*s->no_decay) * s->cap_no_decay);
+    }
+    s->no_decay[s->n_no_decay][0] = off;
+    s->no_decay[s->n_no_decay][1] = off + len;
+    s->n_no_decay++;
+    /* keep sorted and merged (insertion sort: ranges arrive mostly in order) */
+    for (int i = s->n_no_decay - 1; i > 0 && s->no_decay[i][0] < s->no_decay[i - 1][0]; i--) {
+        size_t a = s->no_decay[i][0], b = s->no_decay[i][1];
+        s->no_decay[i][0] = s->no_decay[i - 1][0];
+        s->no_decay[i][1] = s->no_decay[i - 1][1];
+        s->no_decay[i - 1][0] = a;
+        s->no_decay[i - 1][1] = b;
+    }
+    int w = 0;
+    for (int i = 0; i < s->n_no_decay; i++) {
+        if (w > 0 && s->no_decay[i][0] <= s->no_decay[w - 1][1]) {
+            if (s->no_decay[i][1] > s->no_decay[w - 1][1]) s->no_decay[w - 1][1] = s->no_decay[i][1];
+        } else {
+            s->no_decay[w][0] = s->no_decay[i][0];
+            s->no_decay[w][1] = s->no_decay[i][1];
+            w++;
+        }
+    }
+    s->n_no_decay = w;
     return 0;
 }
 
-void opt_step(opt_state *s, float *p, const float *g, float lr) {
+/* Update params [a, b) with weight decay on or off. */
+static void update_range(opt_state *s, float *p, const float *g, float lr, size_t a, size_t b, int decay) {
     const opt_config *c = &s->cfg;
-    size_t n = s->n;
     long t = s->step + 1;
     if (c->kind == OPT_ADAMW) {
-        float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
+        float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+        float wdf = decay && c->weight_decay != 0.0f ? 1.0f - lr * c->weight_decay : 1.0f;
         float bc1 = 1.0f - powf(b1, (float)t);
         float bc2s = sqrtf(1.0f - powf(b2, (float)t));
         float step_size = lr / bc1;
         float *m = s->m, *v = s->v;
-        const unsigned char *dm = s->decay;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            float th = p[i];
-            if (wd != 0.0f && dm[i]) th *= 1.0f - lr * wd;
+#pragma omp parallel for schedule(static) if (b - a > 32768)
+        for (size_t i = a; i < b; i++) {
+            float th = p[i] * wdf;
             float gi = g[i];
             m[i] = m[i] * b1 + gi * (1.0f - b1);
             v[i] = v[i] * b2 + gi * gi * (1.0f - b2);
@@ -135,22 +158,31 @@ void opt_step(opt_state *s, float *p, const float *g, float lr) {
             p[i] = th - step_size * (m[i] / den);
         }
     } else {
-        float wd = c->weight_decay, mu = c->momentum, damp = c->dampening;
-        float *b = s->m;
-        int first = s->step == 0;
-        const unsigned char *dm = s->decay;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
+        float wd = decay ? c->weight_decay : 0.0f, mu = c->momentum, damp = c->dampening;
+        float *buf = s->m;
+        int first = s->step == 0, nest = c->nesterov;
+#pragma omp parallel for schedule(static) if (b - a > 32768)
+        for (size_t i = a; i < b; i++) {
             float d = g[i];
-            if (wd != 0.0f && dm[i]) d += wd * p[i];
+            if (wd != 0.0f) d += wd * p[i];
             if (mu != 0.0f) {
-                b[i] = first ? d : b[i] * mu + (1.0f - damp) * d;
-                d = c->nesterov ? d + mu * b[i] : b[i];
+                buf[i] = first ? d : buf[i] * mu + (1.0f - damp) * d;
+                d = nest ? d + mu * buf[i] : buf[i];
             }
             p[i] -= lr * d;
         }
     }
-    s->step = t;
+}
+
+void opt_step(opt_state *s, float *p, const float *g, float lr) {
+    size_t prev = 0;
+    for (int i = 0; i < s->n_no_decay; i++) {
+        update_range(s, p, g, lr, prev, s->no_decay[i][0], 1);
+        update_range(s, p, g, lr, s->no_decay[i][0], s->no_decay[i][1], 0);
+        prev = s->no_decay[i][1];
+    }
+    update_range(s, p, g, lr, prev, s->n, 1);
+    s->step++;
 }
 
 /* ---- optimizer.safetensors ------------------------------------------------------------ */
@@ -182,6 +214,15 @@ int opt_save(const opt_state *s, const char *path) {
     meta_set(meta, "max_grad_norm", "%.9g", c->max_grad_norm);
     meta_set(meta, "warmup_steps", "%.0f", (double)c->warmup_steps);
     meta_set(meta, "total_steps", "%.0f", (double)c->total_steps);
+    {
+        size_t cap = 16 + (size_t)s->n_no_decay * 44, k = 0;
+        char *nd = srlm_xmalloc(cap);
+        nd[0] = 0;
+        for (int i = 0; i < s->n_no_decay; i++)
+            k += (size_t)snprintf(nd + k, cap - k, "%s%zu-%zu", i ? "," : "", s->no_decay[i][0], s->no_decay[i][1]);
+        json_object_set_new(meta, "no_decay", json_string(nd));
+        free(nd);
+    }
     json_object_set_new(h, "__metadata__", meta);
     const char *names[3];
     const void *data[3];
@@ -193,7 +234,6 @@ int opt_save(const opt_state *s, const char *path) {
         data[nt] = s->m; bytes[nt] = s->n * 4; dtypes[nt++] = "F32";
     }
     if (s->v) { names[nt] = "exp_avg_sq"; data[nt] = s->v; bytes[nt] = s->n * 4; dtypes[nt++] = "F32"; }
-    names[nt] = "decay"; data[nt] = s->decay; bytes[nt] = s->n; dtypes[nt++] = "U8";
     size_t off = 0;
     for (int i = 0; i < nt; i++) {
         json_t *ti = json_object();
@@ -328,7 +368,23 @@ static int opt_load_impl(opt_state *s, const char *path, opt_state **created) {
     if (s->m && (rc = read_tensor(f, h, s->cfg.kind == OPT_ADAMW ? "exp_avg" : "momentum_buffer", "F32",
                                   s->n * 4, base, fsize, s->m, path))) goto out;
     if (s->v && (rc = read_tensor(f, h, "exp_avg_sq", "F32", s->n * 4, base, fsize, s->v, path))) goto out;
-    if ((rc = read_tensor(f, h, "decay", "U8", s->n, base, fsize, s->decay, path))) goto out;
+    {
+        const char *nd = json_string_value(json_object_get(meta, "no_decay"));
+        if (!nd) { rc = srlm_set_error(SRLM_EFORMAT, "%s: __metadata__ lacks 'no_decay'", path); goto out; }
+        s->n_no_decay = 0;
+        for (const char *q = nd; *q;) {
+            char *e1, *e2;
+            unsigned long long a = strtoull(q, &e1, 10);
+            if (*e1 != '-') { rc = srlm_set_error(SRLM_EFORMAT, "%s: bad no_decay '%s'", path, nd); goto out; }
+            unsigned long long b = strtoull(e1 + 1, &e2, 10);
+            if ((*e2 && *e2 != ',') || b < a || b > s->n) {
+                rc = srlm_set_error(SRLM_EFORMAT, "%s: bad no_decay '%s'", path, nd);
+                goto out;
+            }
+            opt_no_decay(s, (size_t)a, (size_t)(b - a));
+            q = *e2 ? e2 + 1 : e2;
+        }
+    }
     opt_parse_sched(sched, &s->cfg.sched);
     s->step = (long)step;
     s->cfg.lr = (float)lr; s->cfg.beta1 = (float)b1; s->cfg.beta2 = (float)b2; s->cfg.eps = (float)eps;

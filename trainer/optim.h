@@ -64,7 +64,8 @@ typedef struct opt_state {
     long step;       /* completed updates */
     float *m;        /* AdamW exp_avg [n] or SGD momentum_buffer [n] (NULL without momentum) */
     float *v;        /* AdamW exp_avg_sq [n] (NULL for SGD) */
-    unsigned char *decay; /* [n] 1 = weight decay applies (default all 1) */
+    size_t (*no_decay)[2]; /* sorted, disjoint [begin, end) ranges without weight decay */
+    int n_no_decay, cap_no_decay;
 } opt_state;
 
 /* Allocate the state for n parameters (zeroed moments). *out owned by the caller, free
@@ -83,8 +84,9 @@ int opt_no_decay(opt_state *s, size_t off, size_t len);
 void opt_step(opt_state *s, float *params, const float *grads, float lr);
 
 /* Save / restore the state (moments, step, config) as safetensors: tensors "exp_avg",
- * "exp_avg_sq" (AdamW) or "momentum_buffer" (SGD with momentum), F32 [n]; "decay" U8 [n];
- * __metadata__ {"format":"srlm-optimizer","kind","step","n", hyperparameters}.
+ * "exp_avg_sq" (AdamW) or "momentum_buffer" (SGD with momentum), F32 [n];
+ * __metadata__ {"format":"srlm-optimizer","kind","step","n", hyperparameters,
+ * "no_decay": "b0-e0,b1-e1,..."}.
  * Written to PATH.tmp.PID, fsynced, renamed. Restore is bit-exact; opt_load requires the
  * same kind and n as the state it loads into (config fields are restored from the file).
  * Errors: SRLM_EIO, SRLM_EFORMAT, SRLM_EINVAL (mismatch), SRLM_ENOTFOUND. */

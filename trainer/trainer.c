@@ -99,14 +99,25 @@ static int finish_setup(tr_trainer *t) {
             return srlm_set_error(SRLM_EINVAL, "teacher %s has vocab %d, student %d", t->teacher_dir,
                                   t->teacher->cfg.vocab_size, t->m->cfg.vocab_size);
     }
-    if (t->cfg.grpo.kl_beta > 0) {
-        const char *rd = t->ref_dir ? t->ref_dir : t->base_dir;
-        if ((rc = lm_model_load(rd, &t->ref))) return rc;
-        if (t->ref->cfg.vocab_size != t->m->cfg.vocab_size)
-            return srlm_set_error(SRLM_EINVAL, "reference model %s has vocab %d, policy %d", rd,
-                                  t->ref->cfg.vocab_size, t->m->cfg.vocab_size);
-    }
     return 0;
+}
+
+/* The GRPO reference model, created on the first GRPO step that needs it: cfg.ref_dir, or
+ * a frozen copy of the policy as it is at that moment (LoRA merged). */
+static int ensure_ref(tr_trainer *t) {
+    if (t->ref || !(t->cfg.grpo.kl_beta > 0)) return 0;
+    int rc;
+    if (t->ref_dir) {
+        if ((rc = lm_model_load(t->ref_dir, &t->ref))) return rc;
+        if (t->ref->cfg.vocab_size != t->m->cfg.vocab_size)
+            return srlm_set_error(SRLM_EINVAL, "reference model %s has vocab %d, policy %d", t->ref_dir,
+                                  t->ref->cfg.vocab_size, t->m->cfg.vocab_size);
+        return 0;
+    }
+    if ((rc = lm_model_create(&t->m->cfg, &t->ref))) return rc;
+    memcpy(t->ref->params, t->m->params, sizeof(float) * t->m->n_params);
+    if (t->lora) rc = lora_merge(t->ref, t->lora, NULL);
+    return rc;
 }
 
 static void copy_cfg(tr_trainer *t, const tr_config *cfg) {
@@ -128,6 +139,25 @@ int tr_create(const char *model_dir, const tr_config *cfg, tr_trainer **out) {
     t->tok_dir = srlm_xstrdup(t->base_dir);
     int rc = lm_model_load(model_dir, &t->m);
     if (!rc && cfg->lora_rank > 0)
+        rc = lora_create(t->m, cfg->lora_rank, cfg->lora_alpha, cfg->lora_targets, cfg->seed, &t->lora);
+    if (!rc) rc = finish_setup(t);
+    if (rc) {
+        tr_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int tr_create_from_model(lm_model *m, const char *base_dir, const tr_config *cfg, tr_trainer **out) {
+    *out = NULL;
+    tr_trainer *t = srlm_xcalloc(1, sizeof *t);
+    copy_cfg(t, cfg);
+    t->m = m;
+    t->base_dir = dup_or_null(base_dir);
+    t->tok_dir = dup_or_null(base_dir);
+    int rc = 0;
+    if (cfg->lora_rank > 0)
         rc = lora_create(t->m, cfg->lora_rank, cfg->lora_alpha, cfg->lora_targets, cfg->seed, &t->lora);
     if (!rc) rc = finish_setup(t);
     if (rc) {
@@ -428,6 +458,7 @@ int tr_grpo_step(tr_trainer *t, const tr_rollouts *ro, tr_metrics *mt) {
     int rc = check_batch(t, ro->n_rows, ro->ids, ro->len);
     if (rc) return rc;
     double t0 = srlm_now();
+    if ((rc = ensure_ref(t))) return rc;
     int n = ro->n_rows;
     float *adv = srlm_xmalloc(sizeof(float) * n);
     if ((rc = loss_grpo_advantages(ro->reward, ro->group_id, n, t->cfg.adv_kind, t->cfg.adv_eps, adv))) {
@@ -579,7 +610,7 @@ int tr_save(tr_trainer *t, const char *dir, const char *save_dtype, const char *
         json_object_set_new(st, "format", json_string("srlm-trainer-state"));
         json_object_set_new(st, "step", json_integer(t->opt->step));
         json_object_set_new(st, "seed", json_integer((json_int_t)t->cfg.seed));
-        json_object_set_new(st, "base_model", json_string(t->base_dir));
+        json_object_set_new(st, "base_model", t->base_dir ? json_string(t->base_dir) : json_null());
         json_object_set_new(st, "save_dtype", json_string(save_dtype ? save_dtype : "F32"));
         if (t->lora)
             json_object_set_new(st, "lora", json_pack("{s:i, s:f, s:i}", "rank", t->lora->rank, "alpha",
@@ -629,15 +660,15 @@ int tr_load(const char *dir, const tr_config *cfg, tr_trainer **out, char **user
     if (!st) return srlm_set_error(srlm_file_exists(path) ? SRLM_EFORMAT : SRLM_ENOTFOUND, "%s: %s", path, e.text);
     const char *fmt = json_string_value(json_object_get(st, "format"));
     const char *base = json_string_value(json_object_get(st, "base_model"));
-    if (!fmt || strcmp(fmt, "srlm-trainer-state") || !base) {
+    if (!fmt || strcmp(fmt, "srlm-trainer-state") || (!base && json_object_get(st, "lora"))) {
         json_decref(st);
         return srlm_set_error(SRLM_EFORMAT, "%s: not an srlm trainer state", path);
     }
     tr_trainer *t = srlm_xcalloc(1, sizeof *t);
     copy_cfg(t, cfg);
     t->cfg.seed = (uint64_t)json_integer_value(json_object_get(st, "seed"));
-    t->base_dir = srlm_xstrdup(base);
-    t->tok_dir = srlm_xstrdup(srlm_file_exists(base) ? base : dir);
+    t->base_dir = dup_or_null(base);
+    t->tok_dir = srlm_xstrdup(base && srlm_file_exists(base) ? base : dir);
     json_t *lj = json_object_get(st, "lora");
     int rc;
     if (lj) {

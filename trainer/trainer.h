@@ -53,8 +53,10 @@ typedef struct {
     loss_adv_kind adv_kind;    /* grpo (std-scaled) | mean (Dr. GRPO) | rloo */
     float adv_eps;             /* added to the group std (1e-4) */
     float policy_temperature;  /* logits ÷ τ when scoring rollouts (match the sampler) (1) */
-    const char *ref_dir;       /* reference model dir; NULL = a frozen copy of the initial
-                                  policy (only loaded when grpo.kl_beta > 0) */
+    const char *ref_dir;       /* reference model dir; NULL = a frozen in-memory copy of the
+                                  policy taken at the first GRPO step (LoRA merged). Loaded
+                                  only when grpo.kl_beta > 0. For bit-exact GRPO resume pass
+                                  a ref_dir (the copy is not part of checkpoints). */
 } tr_config;
 
 void tr_config_default(tr_config *c);
@@ -109,6 +111,12 @@ typedef struct {
  * Errors: those of lm_model_load, SRLM_EINVAL (bad config), SRLM_ENOMEM. */
 int tr_create(const char *model_dir, const tr_config *cfg, tr_trainer **out);
 void tr_free(tr_trainer *t);
+/* Like tr_create, from a model already in memory; the trainer takes ownership of m (also
+ * on error). base_dir (may be NULL) is recorded as the base model and is where tokenizer
+ * files are copied from on save; with base_dir NULL and no cfg.ref_dir, the GRPO
+ * reference follows cfg.ref_dir as in tr_create. */
+int tr_create_from_model(struct lm_model *m, const char *base_dir, const tr_config *cfg,
+                         tr_trainer **out);
 
 /* One optimizer step of SFT: token cross-entropy over the targets (loss.h loss_ce). */
 int tr_sft_step(tr_trainer *t, const tr_batch *b, tr_metrics *m);
