@@ -16,8 +16,9 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build; runs every test not labelled slow.
+# (-Werror is checked by `make test`; -O0 warnings differ and are not fatal here.)
 test-asan:
-	cmake -S . -B build-asan -DSRLM_WERROR=ON -DSRLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake -S . -B build-asan -DSRLM_WERROR=OFF -DSRLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS) -LE 'slow|integration'

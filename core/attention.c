@@ -17,36 +17,50 @@
 /* One head's block with sgemm: n_q queries whose absolute positions are past..past+n_q-1
  * against keys 0..n_k-1 (n_k <= past + n_q). Query i sees key j iff j <= past + i and
  * j < limit. q rows stride ldq, k/v rows stride ldk, out rows stride ldo. S: scratch
- * [n_q, n_k]; on return S holds the probabilities (0 at masked keys). */
+ * [n_q, n_k]; on return S holds the probabilities (0 at masked keys). Queries go in
+ * chunks of ATT_CHUNK rows so the masked upper triangle is mostly not computed. */
+#define ATT_CHUNK 64
 static void attend_block(float *out, size_t ldo, float *lse, float *S, const float *q, size_t ldq, const float *k,
                          const float *v, size_t ldk, int n_q, int n_k, int past, int limit, int d, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n_k, d, scale, q, (int)ldq, k, (int)ldk, 0.0f, S,
-                n_k);
-#pragma omp parallel for schedule(static) if (n_q * n_k > 16384)
-    for (int i = 0; i < n_q; i++) {
-        float *s = S + (size_t)i * n_k;
-        int nk = past + i + 1;
-        if (nk > limit) nk = limit;
-        if (nk > n_k) nk = n_k;
-        if (nk <= 0) {
-            memset(s, 0, sizeof(float) * (size_t)n_k);
-            if (lse) lse[i] = -INFINITY;
-            continue;
+    for (int c0 = 0; c0 < n_q; c0 += ATT_CHUNK) {
+        int nq = n_q - c0 < ATT_CHUNK ? n_q - c0 : ATT_CHUNK;
+        int kc = past + c0 + nq; /* keys any row of this chunk may see */
+        if (kc > n_k) kc = n_k;
+        if (kc > limit) kc = limit;
+        float *Sc = S + (size_t)c0 * n_k;
+        if (kc > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kc, d, scale, q + (size_t)c0 * ldq, (int)ldq, k,
+                        (int)ldk, 0.0f, Sc, n_k);
+#pragma omp parallel for schedule(static) if (nq * kc > 16384)
+        for (int ii = 0; ii < nq; ii++) {
+            int i = c0 + ii;
+            float *s = Sc + (size_t)ii * n_k;
+            int nk = past + i + 1;
+            if (nk > limit) nk = limit;
+            if (nk > n_k) nk = n_k;
+            if (nk <= 0) {
+                memset(s, 0, sizeof(float) * (size_t)n_k);
+                if (lse) lse[i] = -INFINITY;
+                continue;
+            }
+            float mx = -INFINITY;
+            for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+            float sum = 0.0f;
+            for (int j = 0; j < nk; j++) {
+                s[j] = expf(s[j] - mx);
+                sum += s[j];
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < nk; j++) s[j] *= inv;
+            for (int j = nk; j < n_k; j++) s[j] = 0.0f;
+            if (lse) lse[i] = mx + logf(sum);
         }
-        float mx = -INFINITY;
-        for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j < nk; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < nk; j++) s[j] *= inv;
-        for (int j = nk; j < n_k; j++) s[j] = 0.0f;
-        if (lse) lse[i] = mx + logf(sum);
+        if (kc > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, kc, 1.0f, Sc, n_k, v, (int)ldk, 0.0f,
+                        out + (size_t)c0 * ldo, (int)ldo);
+        else
+            for (int ii = 0; ii < nq; ii++) memset(out + (size_t)(c0 + ii) * ldo, 0, sizeof(float) * (size_t)d);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, d, n_k, 1.0f, S, n_k, v, (int)ldk, 0.0f, out,
-                (int)ldo);
 }
 
 /* One query row: s[j] = scale·(q·k_j) for j < n_keys, softmax, out = Σ P_j v_j.

@@ -128,9 +128,11 @@ static int cmp_idx_asc(const void *a, const void *b, void *ctx) {
 
 static float log_softmax_at(const float *z, int V, float inv_t, int tok) {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int v = 0; v < V; v++) mx = fmaxf(mx, z[v] * inv_t);
     double s = 0;
-    for (int v = 0; v < V; v++) s += exp((double)(z[v] * inv_t - mx));
+#pragma omp simd reduction(+ : s)
+    for (int v = 0; v < V; v++) s += (double)expf(z[v] * inv_t - mx);
     return (float)((double)(z[tok] * inv_t - mx) - log(s));
 }
 

@@ -507,6 +507,10 @@ int ds_parse_file(const ds_import_opts *opts, const char *path, ds_recvec *out, 
     if ((rc = parse_map(opts->map, &c.map_to, &c.map_from, &c.n_map))) { free(buf); return rc; }
     size_t n0 = out->n;
     uint32_t ord = *ordinal;
+    if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) { /* UTF-8 byte order mark */
+        memmove(buf, buf + 3, len - 3 + 1);
+        len -= 3;
+    }
     if (!strcmp(opts->format, "mbpp-sanitized") && len && buf[strspn(buf, " \t\r\n")] == '[') {
         /* one JSON array (the upstream sanitized-mbpp.json layout) */
         json_error_t je;

@@ -1058,7 +1058,7 @@ static int skip_unit(P *p) {
 
 static int parse_term(P *p) {
     ENTER(p);
-    int f = parse_unary(p);
+    int f = parse_unary(p), flat = -1;
     int nf = 1;
     for (int i = 0; f >= 0 && i < MR_MAX_TOKENS; i++) {
         tok *t = peek(p);
@@ -1066,7 +1066,10 @@ static int parse_term(P *p) {
             int op = t->ival;
             advance(p);
             int g = parse_unary(p);
-            f = node2(p, op == '*' ? N_MUL : N_DIV, f, g);
+            if (g < 0) { f = -1; break; }
+            if (op == '*' && f == flat) add_kid(p, f, g);
+            else if (op == '*') flat = f = node2(p, N_MUL, f, g);
+            else f = node2(p, N_DIV, f, g);
             nf++;
         } else if (t->type == TK_WORD || t->type == TK_TEXT) {
             skip_unit(p);
@@ -1082,8 +1085,10 @@ static int parse_term(P *p) {
                 mpq_cmp(a->nums[a->nodes[a->nodes[g].kid].num], a->nums[a->nodes[a->nodes[a->nodes[g].kid].next].num]) < 0 &&
                 mpq_sgn(a->nums[a->nodes[a->nodes[g].kid].num]) > 0) {
                 f = node2(p, N_ADD, f, g); /* mixed number 3\frac12 */
+            } else if (f == flat) {
+                add_kid(p, f, g);
             } else {
-                f = node2(p, N_MUL, f, g);
+                flat = f = node2(p, N_MUL, f, g);
             }
             nf++;
         } else break;
@@ -1094,14 +1099,17 @@ static int parse_term(P *p) {
 
 static int parse_expr(P *p) {
     ENTER(p);
-    int acc = parse_term(p);
+    int acc = parse_term(p), flat = -1; /* flat: the N_ADD this loop is extending */
     for (int i = 0; acc >= 0 && i < MR_MAX_TOKENS; i++) {
         tok *t = peek(p);
         if (t->type == TK_OP && (t->ival == '+' || t->ival == '-')) {
             int op = t->ival;
             advance(p);
             int b = parse_term(p);
-            acc = node2(p, N_ADD, acc, op == '-' ? node1(p, N_NEG, b) : b);
+            if (b >= 0 && op == '-') b = node1(p, N_NEG, b);
+            if (b < 0) { acc = -1; break; }
+            if (acc == flat) add_kid(p, acc, b); /* a + b + c: one node, bounded depth */
+            else flat = acc = node2(p, N_ADD, acc, b);
         } else if (t->type == TK_PM) {
             int sign = t->ival;
             advance(p);

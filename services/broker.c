@@ -312,7 +312,8 @@ static worker *worker_add(broker *b, const unsigned char *id, size_t len, const 
 }
 
 static void worker_remove(broker *b, worker *w, const char *why) {
-    SRLM_WARN("worker lost (kind=%s): %s", w->kind, why);
+    if (!strcmp(why, "disconnected")) SRLM_INFO("worker left (kind=%s)", w->kind);
+    else SRLM_WARN("worker lost (kind=%s): %s", w->kind, why);
     b->st.workers_lost++;
     if (w->job_id) {
         job *j = map_get(&b->map, w->job_id);

@@ -202,6 +202,7 @@ typedef struct {
     double t0, setup_s, teacher_s;
     long n_traces;
     FILE *log;            /* RUN/study.log: one line per event */
+    json_t *cache;        /* "seed-S/stage1/stage2" -> {dir, out, seconds} of trained prefixes */
 } study;
 
 static void note(study *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -229,7 +230,7 @@ static int resolve(const char *rel, char *out, size_t n) {
 
 /* ---- setup: models, tokenizer, data ---------------------------------------------------- */
 static int make_model(study *S, const char *role, const json_t *spec, char *out, size_t n) {
-    static const char *const KEYS[] = {"config", "path", "seed", NULL};
+    static const char *const KEYS[] = {"config", "override", "path", "seed", NULL};
     int rc;
     if (!json_is_object(spec)) return srlm_set_error(SRLM_EINVAL, "study config: models.%s: expected an object", role);
     if ((rc = check_keys(spec, role, KEYS))) return rc;
@@ -248,8 +249,22 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
     if (!cf) return srlm_set_error(SRLM_EINVAL, "models.%s: needs 'config' or 'path'", role);
     char cpath[ST_PATH];
     if ((rc = resolve(cf, cpath, sizeof cpath))) return rc;
+    /* config.json, with the "override" object's fields replaced (e.g. a wider teacher) */
+    json_error_t jerr;
+    json_t *cj = json_load_file(cpath, 0, &jerr);
+    if (!cj) return srlm_set_error(SRLM_EFORMAT, "%s:%d: %s", cpath, jerr.line, jerr.text);
+    const json_t *ov = json_object_get(spec, "override");
+    if (ov && !json_is_object(ov)) {
+        json_decref(cj);
+        return srlm_set_error(SRLM_EINVAL, "models.%s.override: expected an object of config.json fields", role);
+    }
+    if (ov) json_object_update(cj, (json_t *)ov);
+    char *ctext = json_dumps(cj, 0);
+    json_decref(cj);
     lm_config c;
-    if ((rc = lm_config_load(cpath, &c))) return rc;
+    rc = ctext ? lm_config_parse(ctext, cpath, &c) : SRLM_ENOMEM;
+    free(ctext);
+    if (rc) return rc;
     lm_model *m = NULL;
     if ((rc = lm_model_create(&c, &m))) return rc;
     lm_model_init_random(m, (uint64_t)jnum(spec, "seed", 1));
@@ -406,6 +421,67 @@ static int copy_store(const char *from, const char *to) {
     return rc;
 }
 
+/* The `srlm run` config of one stage: run_options + the stage (minus study-only keys),
+ * with model, seed, threads, store, and the study's prompt format. New reference. */
+static json_t *pipeline_json(study *S, const char *stage_name, const json_t *sd, uint64_t seed, const char *in_model,
+                             const char *dbdir) {
+    const char *type = jstr(sd, "type", "");
+    int logit_kd = !strcmp(type, "kd") && !strcmp(jstr(sd, "kd_mode", "sequence"), "logit");
+    json_t *pc = json_deep_copy(json_object_get(S->cfg, "run_options"));
+    if (!pc) pc = json_object();
+    json_t *stage = json_deep_copy(sd);
+    json_object_del(stage, "runner");
+    if (!strcmp(type, "kd") && !logit_kd && !json_object_get(stage, "sources"))
+        json_object_set_new(stage, "sources", json_string("teacher-traces"));
+    if (logit_kd && !json_object_get(stage, "teacher") && S->teacher[0])
+        json_object_set_new(stage, "teacher", json_string(S->teacher));
+    if (S->prompt_format && !json_object_get(stage, "prompt_format"))
+        json_object_set_new(stage, "prompt_format", json_string(S->prompt_format));
+    if (S->chat && !json_object_get(stage, "chat")) json_object_set_new(stage, "chat", json_true());
+    json_object_set_new(stage, "name", json_string(stage_name));
+    json_object_set_new(pc, "name", json_string(stage_name));
+    json_object_set_new(pc, "model", json_string(in_model));
+    json_object_set_new(pc, "seed", json_integer((json_int_t)seed));
+    if (S->threads > 0 && !json_object_get(pc, "threads")) json_object_set_new(pc, "threads", json_integer(S->threads));
+    json_object_set_new(pc, "data", json_pack("{s:s}", "db", dbdir));
+    json_object_set_new(pc, "stages", json_pack("[o]", stage));
+    return pc;
+}
+
+/* Validate every stage that runs through `srlm run` with `srlm run --check` before
+ * anything is trained (a typo fails in a second, not after an hour). */
+static int check_stages(study *S) {
+    const char *name;
+    json_t *sd;
+    int rc = 0;
+    json_object_foreach(json_object_get(S->cfg, "stages"), name, sd) {
+        if (!json_is_object(sd)) return srlm_set_error(SRLM_EINVAL, "study config: stages.%s: expected an object", name);
+        const char *type = jstr(sd, "type", "");
+        if (strcmp(type, "sft") && strcmp(type, "kd") && strcmp(type, "grpo"))
+            return srlm_set_error(SRLM_EINVAL, "study config: stages.%s: 'type' must be sft, kd or grpo", name);
+        if (strcmp(jstr(sd, "runner", "run"), "run")) continue;
+        char cpath[ST_PATH], log[ST_PATH], db[ST_PATH];
+        srlm_fmt(cpath, sizeof cpath, "%s/logs/check-%s.json", S->run, name);
+        srlm_fmt(log, sizeof log, "%s/logs/check.log", S->run);
+        srlm_fmt(db, sizeof db, "%s/data.lmdb", S->run);
+        json_t *pc = pipeline_json(S, name, sd, 1, S->student, db);
+        char *txt = json_dumps(pc, JSON_INDENT(2));
+        json_decref(pc);
+        rc = txt ? srlm_write_file_atomic(cpath, txt, strlen(txt)) : SRLM_ENOMEM;
+        free(txt);
+        if (rc) return rc;
+        st_argv a = {0};
+        av_push(&a, S->exe);
+        av_push(&a, "run");
+        av_push(&a, "--check");
+        av_push(&a, cpath);
+        rc = run_logged(&a, log, NULL);
+        av_free(&a);
+        if (rc) return srlm_set_error(SRLM_EINVAL, "study config: stages.%s is not a valid pipeline stage; see %s", name, log);
+    }
+    return 0;
+}
+
 /* Run one stage: in_model -> a new model under stage_dir; out_model gets its path.
  * The one function to switch between stage runners:
  *   runner "run"   (default) `srlm run STAGE_DIR/pipeline.json`: the services — dataset
@@ -451,40 +527,22 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
         av_pushf(&a, "%llu", (unsigned long long)seed);
         static const char *const MAP[][2] = {{"steps", "steps"}, {"lr", "lr"}, {"batch_size", "batch-size"},
                                              {"lora_rank", "lora-rank"}, {"lora_alpha", "lora-alpha"},
-                                             {"optimizer", "optimizer"}};
+                                             {"optimizer", "optimizer"}, {"schedule", "schedule"},
+                                             {"warmup_steps", "warmup-steps"}, {"max_seq_len", "max-seq-len"},
+                                             {"weight_decay", "weight-decay"}, {"lora_targets", "lora-targets"}};
         json_t *fl = json_object();
         for (size_t k = 0; k < sizeof MAP / sizeof MAP[0]; k++)
             if (json_object_get(sd, MAP[k][0])) json_object_set(fl, MAP[k][1], json_object_get(sd, MAP[k][0]));
         av_flags(&a, fl);
         json_decref(fl);
     } else if (!strcmp(runner, "run")) {
-        /* the pipeline config: run_options + this one stage, with model, data and seed */
-        json_t *pc = json_deep_copy(json_object_get(S->cfg, "run_options"));
-        if (!pc) pc = json_object();
-        json_t *stage = json_deep_copy(sd);
-        json_object_del(stage, "runner");
-        if (!strcmp(type, "kd") && !logit_kd && !json_object_get(stage, "sources"))
-            json_object_set_new(stage, "sources", json_string("teacher-traces"));
-        if (logit_kd && !json_object_get(stage, "teacher") && S->teacher[0])
-            json_object_set_new(stage, "teacher", json_string(S->teacher));
-        if (S->prompt_format && !json_object_get(stage, "prompt_format"))
-            json_object_set_new(stage, "prompt_format", json_string(S->prompt_format));
-        if (S->chat && !json_object_get(stage, "chat")) json_object_set_new(stage, "chat", json_true());
-        json_object_set_new(stage, "name", json_string(stage_name));
-        json_object_set_new(pc, "name", json_string(stage_name));
-        json_object_set_new(pc, "model", json_string(in_model));
-        json_object_set_new(pc, "seed", json_integer((json_int_t)seed));
-        if (S->threads > 0 && !json_object_get(pc, "threads")) json_object_set_new(pc, "threads", json_integer(S->threads));
         char dbdir[ST_PATH];
         srlm_fmt(dbdir, sizeof dbdir, "%s/data.lmdb", stage_dir);
         if ((rc = copy_store(S->db, dbdir))) {
-            json_decref(pc);
-            json_decref(stage);
             av_free(&a);
             return rc;
         }
-        json_object_set_new(pc, "data", json_pack("{s:s}", "db", dbdir));
-        json_object_set_new(pc, "stages", json_pack("[o]", stage));
+        json_t *pc = pipeline_json(S, stage_name, sd, seed, in_model, dbdir);
         char cpath[ST_PATH];
         srlm_fmt(cpath, sizeof cpath, "%s/pipeline.json", stage_dir);
         char *txt = json_dumps(pc, JSON_INDENT(2));
@@ -497,7 +555,8 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
         }
         av_push(&a, "run");
         av_push(&a, cpath);
-        av_push(&a, "--out");
+        av_push(&a, "--quiet");
+        av_push(&a, "--run-dir");
         av_pushf(&a, "%s/run", stage_dir);
     } else {
         av_free(&a);
@@ -585,8 +644,9 @@ static int eval_model(study *S, const char *model, const json_t *ev, uint64_t se
     av_push(&a, "--out");
     av_push(&a, outdir);
     char log[ST_PATH];
-    srlm_fmt(log, sizeof log, "%s.log", outdir);
-    int rc = run_logged(&a, log, seconds);
+    srlm_fmt(log, sizeof log, "%s/eval.log", outdir);
+    int rc = srlm_mkdir_p(outdir);
+    if (!rc) rc = run_logged(&a, log, seconds);
     av_free(&a);
     if (rc) return rc;
     char sp[ST_PATH];
@@ -773,7 +833,7 @@ static int write_report(study *S, double total_s) {
     for (int p = 0; p < S->n_pipes; p++)
         if (S->pipes[p].failed) fprintf(r, "- **%s failed**: %s\n", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"), S->pipes[p].error);
     fprintf(r, "\n## Seed spread\n\n%s\n", spread);
-    fprintf(r, "## Evaluation sets\n\n| name | dataset | problems | completions scored | scorer errors |\n|---|---|---:|---:|---:|\n");
+    fprintf(r, "## Evaluation sets\n\n| name | dataset | problems | completions scored (all models) | scorer errors |\n|---|---|---:|---:|---:|\n");
     for (int e = 0; e < S->n_evals; e++) {
         long sc = 0, er = 0;
         int np_ = 0;
@@ -788,7 +848,7 @@ static int write_report(study *S, double total_s) {
                 jstr(ev, "sources", NULL) ? " sources=" : "", jstr(ev, "sources", ""), np_, sc, er);
     }
     if (S->teacher[0])
-        fprintf(r, "\nTeacher: `%s`; %ld correct traces kept for KD (`%s`).\n", S->teacher, S->n_traces, S->traces_jsonl);
+        fprintf(r, "\nTeacher: `%s`; %ld traces kept for KD (`%s`).\n", S->teacher, S->n_traces, S->traces_jsonl);
     fprintf(r, "\n## Plots\n\n");
     if (have_acc) fprintf(r, "![accuracy per pipeline](accuracy.svg)\n\n");
     if (have_loss) fprintf(r, "![training loss](loss_curves.svg)\n\n");
@@ -939,7 +999,7 @@ static int run_teacher(study *S, const json_t *tc) {
         ds_close(st);
         if (rc) return rc;
         S->n_traces = n;
-        note(S, "teacher: train accuracy %.3f, %ld traces kept (%.0f s)", acc, n, s);
+        note(S, "teacher: train accuracy %.3f, %ld traces kept%s (%.0f s)", acc, n, only_correct ? " (correct ones only)" : "", s);
         if (!n) return srlm_set_error(SRLM_EINVAL, "the teacher produced no correct traces: train it longer (teacher.stages)");
     }
     S->teacher_s = srlm_now() - t0;
@@ -991,6 +1051,7 @@ int st_run(const st_opts *o) {
     study S;
     memset(&S, 0, sizeof S);
     S.t0 = srlm_now();
+    S.cache = json_object();
     json_error_t err;
     S.cfg = json_load_file(o->config_path, 0, &err);
     if (!S.cfg) return srlm_set_error(SRLM_EINVAL, "%s:%d: %s", o->config_path, err.line, err.text);
@@ -1096,16 +1157,36 @@ int st_run(const st_opts *o) {
     }
     const json_t *models = json_object_get(S.cfg, "models");
     const char *stu = jstr(S.cfg, "student", "student");
-    if (!json_object_get(models, stu)) {
+    if (!o->model && !json_object_get(models, stu)) {
         rc = srlm_set_error(SRLM_EINVAL, "study config: models.%s (the starting model) is missing", stu);
         goto out;
     }
-    if ((rc = make_model(&S, stu, json_object_get(models, stu), S.student, sizeof S.student))) goto out;
+    if (o->model) {
+        if (!srlm_file_exists(o->model)) {
+            rc = srlm_set_error(SRLM_ENOTFOUND, "--model %s: not found", o->model);
+            goto out;
+        }
+        srlm_fmt(S.student, sizeof S.student, "%s", o->model);
+        note(&S, "starting model: %s (--model)", o->model);
+    } else if ((rc = make_model(&S, stu, json_object_get(models, stu), S.student, sizeof S.student))) {
+        goto out;
+    }
     const json_t *tc = json_object_get(S.cfg, "teacher");
     if (tc) {
         const char *tm = jstr(tc, "model", "teacher");
-        if ((rc = make_model(&S, tm, json_object_get(models, tm), S.teacher, sizeof S.teacher))) goto out;
+        if (o->teacher) {
+            if (!srlm_file_exists(o->teacher)) {
+                rc = srlm_set_error(SRLM_ENOTFOUND, "--teacher %s: not found", o->teacher);
+                goto out;
+            }
+            srlm_fmt(S.teacher, sizeof S.teacher, "%s", o->teacher);
+        } else if ((rc = make_model(&S, tm, json_object_get(models, tm), S.teacher, sizeof S.teacher))) {
+            goto out;
+        }
     }
+    if ((rc = check_stages(&S))) goto out;
+    note(&S, "stage configs checked (srlm run --check)");
+    if (o->check_only) goto out;
     const json_t *data = json_object_get(S.cfg, "data");
     if (data && (rc = setup_data(&S, data))) goto out;
     S.setup_s = srlm_now() - S.t0;
@@ -1122,22 +1203,36 @@ int st_run(const st_opts *o) {
             char cur[ST_PATH];
             srlm_fmt(cur, sizeof cur, "%s", S.student);
             double step_off = 0;
+            char key[2048];
+            srlm_fmt(key, sizeof key, "seed-%d", seed);
             for (int k = 0; k < n_stages; k++) {
                 const char *sn = json_string_value(json_array_get(P->stages, k));
                 char dir[ST_PATH], out[ST_PATH];
-                srlm_fmt(dir, sizeof dir, "%s/pipelines/%s/seed-%d/stage-%d-%s", S.run, P->name, seed, k + 1, sn);
-                note(&S, "%s (seed %d): stage %d/%d %s ...", P->name, seed, k + 1, n_stages, sn);
+                size_t kl = strlen(key);
+                srlm_fmt(key + kl, sizeof key - kl, "/%s", sn);
+                /* a stage prefix already trained with this seed (e.g. sft of sft -> grpo) is reused */
+                const json_t *hit = json_object_get(S.cache, key);
                 double s = 0;
-                rc = stage_run(&S, sn, (uint64_t)seed, cur, dir, out, sizeof out, &s);
-                P->train_s[si] += s;
-                if (rc) {
-                    P->failed = 1;
-                    srlm_fmt(P->error, sizeof P->error, "%s", srlm_last_error());
-                    note(&S, "%s (seed %d): stage %s FAILED: %s", P->name, seed, sn, P->error);
-                    break;
+                if (hit) {
+                    srlm_fmt(dir, sizeof dir, "%s", jstr(hit, "dir", ""));
+                    srlm_fmt(out, sizeof out, "%s", jstr(hit, "out", ""));
+                    s = jnum(hit, "seconds", 0);
+                    note(&S, "%s (seed %d): stage %d/%d %s: reusing %s", P->name, seed, k + 1, n_stages, sn, out);
+                } else {
+                    srlm_fmt(dir, sizeof dir, "%s/pipelines/%s/seed-%d/stage-%d-%s", S.run, P->name, seed, k + 1, sn);
+                    note(&S, "%s (seed %d): stage %d/%d %s ...", P->name, seed, k + 1, n_stages, sn);
+                    rc = stage_run(&S, sn, (uint64_t)seed, cur, dir, out, sizeof out, &s);
+                    if (rc) {
+                        P->failed = 1;
+                        srlm_fmt(P->error, sizeof P->error, "%s", srlm_last_error());
+                        note(&S, "%s (seed %d): stage %s FAILED: %s", P->name, seed, sn, P->error);
+                        break;
+                    }
+                    json_object_set_new(S.cache, key, json_pack("{s:s,s:s,s:f}", "dir", dir, "out", out, "seconds", s));
+                    note(&S, "%s (seed %d): stage %s done in %.0f s", P->name, seed, sn, s);
                 }
+                P->train_s[si] += s;
                 if (si == 0) read_curves(P, dir, step_off, &step_off);
-                note(&S, "%s (seed %d): stage %s done in %.0f s", P->name, seed, sn, s);
                 srlm_fmt(cur, sizeof cur, "%s", out);
             }
             if (P->failed) break;
@@ -1184,6 +1279,7 @@ out:
         free(S.pipes[p].rew_y);
     }
     free(S.pipes);
+    json_decref(S.cache);
     json_decref(S.cfg);
     return rc;
 }

@@ -24,6 +24,9 @@ typedef struct {
     const char *only;        /* comma-separated pipeline names, NULL = all */
     const char *seeds;       /* "1,2,3" overrides the config's seeds, NULL = config */
     int keep_going;          /* a failing pipeline is reported and the study continues */
+    const char *model;       /* starting model dir: overrides models.STUDENT (NULL = config) */
+    int check_only;          /* validate the config and every stage, create nothing else */
+    const char *teacher;     /* teacher model dir: overrides the teacher's model (NULL = config) */
 } st_opts;
 
 /* Run a study. Errors: SRLM_EINVAL (config: message names the key), SRLM_ENOTFOUND,

@@ -41,7 +41,7 @@ start_server
 COMMON=(--connect "$EP" --sources synth-arith --splits train --seed 3 --timeout-ms 400 --retries 30)
 
 # 1. server killed -9 while reader A streams
-"$BIN" dataset next "${COMMON[@]}" --consumer c --n 400 --batch 10 --commit-every 1 --delay-ms 25 \
+"$BIN" dataset next "${COMMON[@]}" --consumer c --n 400 --batch 10 --commit-every 1 --delay-ms 50 \
     >"$T/a.out" 2>"$T/a.err" &
 A=$!
 wait_commits "$T/a.out" 8
@@ -55,7 +55,7 @@ grep -q "did not answer" "$T/a.err" || fail "reader A never noticed the silent s
 [[ $(grep -vc '^#' "$T/a.out") -eq 400 ]] || fail "reader A read $(grep -vc '^#' "$T/a.out") records, want 400"
 
 # 2. reader B killed -9 mid-stream
-"$BIN" dataset next "${COMMON[@]}" --consumer c --n 400 --batch 10 --commit-every 1 --delay-ms 20 \
+"$BIN" dataset next "${COMMON[@]}" --consumer c --n 400 --batch 10 --commit-every 1 --delay-ms 50 \
     >"$T/b.out" 2>"$T/b.err" &
 B=$!
 wait_commits "$T/b.out" 8

@@ -316,6 +316,14 @@ static void test_jsonl_map_and_roundtrip(void **state) {
     assert_int_equal(r->n_messages, 2);
     assert_string_equal(r->messages[1]->content, "yo");
     ds_record_free(r);
+    /* a UTF-8 byte order mark and CRLF line ends are accepted */
+    char bpath[256];
+    const char bom[] = "\xEF\xBB\xBF{\"prompt\":\"x\",\"completion\":\"y\"}\r\n{\"prompt\":\"z\"}\r\n";
+    write_file(f, "bom.jsonl", bom, sizeof bom - 1, bpath, sizeof bpath);
+    ds_import_opts bo = {"jsonl", "train", "bom", NULL, "chat"};
+    const char *bfiles[] = {bpath};
+    assert_int_equal(ds_import_files(f->st, &bo, bfiles, 1, &n), 0);
+    assert_int_equal(n, 2);
     ds_import_opts badmap = {"jsonl", "train", "kd", "promt=question", NULL};
     assert_int_equal(ds_import_files(f->st, &badmap, files, 1, NULL), SRLM_EINVAL);
 
@@ -327,7 +335,7 @@ static void test_jsonl_map_and_roundtrip(void **state) {
     assert_int_equal(ds_synth_import(f->st, &so), 0);
     ds_recvec all = {0};
     assert_int_equal(ds_foreach(f->st, NULL, NULL, collect, &all), 0);
-    assert_int_equal(all.n, 2 + 164 + 427 + 500 + 30);
+    assert_int_equal(all.n, 2 + 2 + 164 + 427 + 500 + 30);
     for (size_t i = 0; i < all.n; i++) {
         char *js;
         assert_int_equal(ds_record_to_json(all.v[i], &js), 0);

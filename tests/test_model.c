@@ -287,6 +287,10 @@ static void test_save_load_roundtrip(void **st) {
     assert_int_equal(m2->n_params, m->n_params);
     assert_memory_equal(m2->params, m->params, m->n_params * sizeof(float));
     assert_int_equal(m2->cfg.tie_word_embeddings, 0);
+    assert_true(m2->cfg.rms_norm_eps == m->cfg.rms_norm_eps && m2->cfg.rope_theta == m->cfg.rope_theta);
+    assert_int_equal(m2->cfg.num_kv_heads, m->cfg.num_kv_heads);
+    assert_int_equal(m2->cfg.attn_bias, m->cfg.attn_bias);
+    assert_string_equal(m2->gen_config_json, m->gen_config_json); /* kept through save */
     lm_model_free(m2);
     /* bf16 */
     snprintf(sub, sizeof sub, "%s/bf16", d);
@@ -567,11 +571,11 @@ static void test_lora_forward(void **st) {
  * reference, with padding lengths, lse and probabilities; and the cached variant. */
 static void test_attention_kernels(void **st) {
     (void)st;
-    int H = 4, Hkv = 2, d = 8, Ts[2] = {7, 45};
+    int H = 4, Hkv = 2, d = 8, Ts[3] = {7, 45, 150};
     srlm_rng rng;
     srlm_rng_seed(&rng, 11);
-    for (int ti = 0; ti < 2; ti++) {
-        int B = 2, T = Ts[ti], lengths[2] = {T, T - 3};
+    for (int ti = 0; ti < 3; ti++) {
+        int B = 2, T = Ts[ti], lengths[2] = {T, T - 3 - 70 * (ti == 2)};
         size_t N = (size_t)B * T, qs = (size_t)H * d, ks = (size_t)Hkv * d;
         float *q = malloc(sizeof(float) * N * qs), *k = malloc(sizeof(float) * N * ks), *v = malloc(sizeof(float) * N * ks);
         for (size_t i = 0; i < N * qs; i++) q[i] = srlm_rng_normal(&rng);
@@ -587,7 +591,7 @@ static void test_attention_kernels(void **st) {
             for (int h = 0; h < H; h++)
                 for (int i = 0; i < T; i++) {
                     int nk = i + 1 < lengths[b] ? i + 1 : lengths[b];
-                    double s[64], mx = -1e30, sum = 0;
+                    double s[256], mx = -1e30, sum = 0;
                     const float *qi = q + ((size_t)b * T + i) * qs + (size_t)h * d;
                     for (int j = 0; j < nk; j++) {
                         const float *kj = k + ((size_t)b * T + j) * ks + (size_t)(h / 2) * d;
@@ -613,7 +617,7 @@ static void test_attention_kernels(void **st) {
         fprintf(stderr, "attention T=%d: max err %.3g\n", T, maxerr);
         assert_true(maxerr < 1e-5);
         /* cached: row 0 as a cache [Hkv, cap, d], queries past..T-1 */
-        int cap = 64, past = T / 3, n = T - past;
+        int cap = 256, past = T / 3, n = T - past;
         float *kc = calloc((size_t)Hkv * cap * d, sizeof(float)), *vc = calloc((size_t)Hkv * cap * d, sizeof(float));
         for (int j = 0; j < T; j++)
             for (int kh = 0; kh < Hkv; kh++)

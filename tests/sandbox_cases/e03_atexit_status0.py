@@ -1,0 +1,8 @@
+# expect: WA
+# group: exit-status hacks
+# nouserns: yes
+# problem: def f(x) returning x + 1 (tests: f(1) == 2, f(5) == 6)
+import atexit, os
+atexit.register(lambda: os._exit(0))
+def f(x):
+    raise SystemExit(0)

@@ -1,0 +1,8 @@
+# expect: SEC
+# group: kernel surface
+# problem: def f(x) returning x + 1 (tests: f(1) == 2, f(5) == 6)
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def f(x):
+    libc.syscall(272, 0x10000000)
+    return x + 1

@@ -1,0 +1,5 @@
+# expect: RE
+# group: faults
+# problem: def f(x) returning x + 1 (tests: f(1) == 2, f(5) == 6)
+def f(x):
+    return x / 0

@@ -1,0 +1,6 @@
+# expect: RE
+# group: faults
+# problem: def f(x) returning x + 1 (tests: f(1) == 2, f(5) == 6)
+import numpy_that_does_not_exist
+def f(x):
+    return x + 1

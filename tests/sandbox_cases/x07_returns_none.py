@@ -1,0 +1,5 @@
+# expect: WA
+# group: faults
+# problem: def f(x) returning x + 1 (tests: f(1) == 2, f(5) == 6)
+def f(x):
+    pass
