@@ -131,6 +131,7 @@ static void study_usage(FILE *f) {
             "  --keep-going     continue with the next pipeline when one fails\n"
             "  --model DIR      starting model (HF dir), overrides the config's student model\n"
             "  --teacher DIR    teacher model (HF dir), overrides the config's teacher model\n"
+            "  --check          validate the config and every stage (srlm run --check), train nothing\n"
             "  -h, --help       this text\n");
 }
 
@@ -140,6 +141,7 @@ int cmd_study(int argc, char **argv) {
     static const struct option L[] = {{"out", required_argument, 0, 'o'},    {"only", required_argument, 0, 'O'},
                                       {"seeds", required_argument, 0, 's'},  {"keep-going", no_argument, 0, 'k'},
                                       {"model", required_argument, 0, 'm'},  {"teacher", required_argument, 0, 't'},
+                                      {"check", no_argument, 0, 'c'},
                                       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     optind = 1;
     int c;
@@ -151,6 +153,7 @@ int cmd_study(int argc, char **argv) {
         case 'k': o.keep_going = 1; break;
         case 'm': o.model = optarg; break;
         case 't': o.teacher = optarg; break;
+        case 'c': o.check_only = 1; break;
         case 'h': study_usage(stdout); return 0;
         default: study_usage(stderr); return 2;
         }

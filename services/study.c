@@ -421,6 +421,67 @@ static int copy_store(const char *from, const char *to) {
     return rc;
 }
 
+/* The `srlm run` config of one stage: run_options + the stage (minus study-only keys),
+ * with model, seed, threads, store, and the study's prompt format. New reference. */
+static json_t *pipeline_json(study *S, const char *stage_name, const json_t *sd, uint64_t seed, const char *in_model,
+                             const char *dbdir) {
+    const char *type = jstr(sd, "type", "");
+    int logit_kd = !strcmp(type, "kd") && !strcmp(jstr(sd, "kd_mode", "sequence"), "logit");
+    json_t *pc = json_deep_copy(json_object_get(S->cfg, "run_options"));
+    if (!pc) pc = json_object();
+    json_t *stage = json_deep_copy(sd);
+    json_object_del(stage, "runner");
+    if (!strcmp(type, "kd") && !logit_kd && !json_object_get(stage, "sources"))
+        json_object_set_new(stage, "sources", json_string("teacher-traces"));
+    if (logit_kd && !json_object_get(stage, "teacher") && S->teacher[0])
+        json_object_set_new(stage, "teacher", json_string(S->teacher));
+    if (S->prompt_format && !json_object_get(stage, "prompt_format"))
+        json_object_set_new(stage, "prompt_format", json_string(S->prompt_format));
+    if (S->chat && !json_object_get(stage, "chat")) json_object_set_new(stage, "chat", json_true());
+    json_object_set_new(stage, "name", json_string(stage_name));
+    json_object_set_new(pc, "name", json_string(stage_name));
+    json_object_set_new(pc, "model", json_string(in_model));
+    json_object_set_new(pc, "seed", json_integer((json_int_t)seed));
+    if (S->threads > 0 && !json_object_get(pc, "threads")) json_object_set_new(pc, "threads", json_integer(S->threads));
+    json_object_set_new(pc, "data", json_pack("{s:s}", "db", dbdir));
+    json_object_set_new(pc, "stages", json_pack("[o]", stage));
+    return pc;
+}
+
+/* Validate every stage that runs through `srlm run` with `srlm run --check` before
+ * anything is trained (a typo fails in a second, not after an hour). */
+static int check_stages(study *S) {
+    const char *name;
+    json_t *sd;
+    int rc = 0;
+    json_object_foreach(json_object_get(S->cfg, "stages"), name, sd) {
+        if (!json_is_object(sd)) return srlm_set_error(SRLM_EINVAL, "study config: stages.%s: expected an object", name);
+        const char *type = jstr(sd, "type", "");
+        if (strcmp(type, "sft") && strcmp(type, "kd") && strcmp(type, "grpo"))
+            return srlm_set_error(SRLM_EINVAL, "study config: stages.%s: 'type' must be sft, kd or grpo", name);
+        if (strcmp(jstr(sd, "runner", "run"), "run")) continue;
+        char cpath[ST_PATH], log[ST_PATH], db[ST_PATH];
+        srlm_fmt(cpath, sizeof cpath, "%s/logs/check-%s.json", S->run, name);
+        srlm_fmt(log, sizeof log, "%s/logs/check.log", S->run);
+        srlm_fmt(db, sizeof db, "%s/data.lmdb", S->run);
+        json_t *pc = pipeline_json(S, name, sd, 1, S->student, db);
+        char *txt = json_dumps(pc, JSON_INDENT(2));
+        json_decref(pc);
+        rc = txt ? srlm_write_file_atomic(cpath, txt, strlen(txt)) : SRLM_ENOMEM;
+        free(txt);
+        if (rc) return rc;
+        st_argv a = {0};
+        av_push(&a, S->exe);
+        av_push(&a, "run");
+        av_push(&a, "--check");
+        av_push(&a, cpath);
+        rc = run_logged(&a, log, NULL);
+        av_free(&a);
+        if (rc) return srlm_set_error(SRLM_EINVAL, "study config: stages.%s is not a valid pipeline stage; see %s", name, log);
+    }
+    return 0;
+}
+
 /* Run one stage: in_model -> a new model under stage_dir; out_model gets its path.
  * The one function to switch between stage runners:
  *   runner "run"   (default) `srlm run STAGE_DIR/pipeline.json`: the services — dataset
@@ -475,33 +536,13 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
         av_flags(&a, fl);
         json_decref(fl);
     } else if (!strcmp(runner, "run")) {
-        /* the pipeline config: run_options + this one stage, with model, data and seed */
-        json_t *pc = json_deep_copy(json_object_get(S->cfg, "run_options"));
-        if (!pc) pc = json_object();
-        json_t *stage = json_deep_copy(sd);
-        json_object_del(stage, "runner");
-        if (!strcmp(type, "kd") && !logit_kd && !json_object_get(stage, "sources"))
-            json_object_set_new(stage, "sources", json_string("teacher-traces"));
-        if (logit_kd && !json_object_get(stage, "teacher") && S->teacher[0])
-            json_object_set_new(stage, "teacher", json_string(S->teacher));
-        if (S->prompt_format && !json_object_get(stage, "prompt_format"))
-            json_object_set_new(stage, "prompt_format", json_string(S->prompt_format));
-        if (S->chat && !json_object_get(stage, "chat")) json_object_set_new(stage, "chat", json_true());
-        json_object_set_new(stage, "name", json_string(stage_name));
-        json_object_set_new(pc, "name", json_string(stage_name));
-        json_object_set_new(pc, "model", json_string(in_model));
-        json_object_set_new(pc, "seed", json_integer((json_int_t)seed));
-        if (S->threads > 0 && !json_object_get(pc, "threads")) json_object_set_new(pc, "threads", json_integer(S->threads));
         char dbdir[ST_PATH];
         srlm_fmt(dbdir, sizeof dbdir, "%s/data.lmdb", stage_dir);
         if ((rc = copy_store(S->db, dbdir))) {
-            json_decref(pc);
-            json_decref(stage);
             av_free(&a);
             return rc;
         }
-        json_object_set_new(pc, "data", json_pack("{s:s}", "db", dbdir));
-        json_object_set_new(pc, "stages", json_pack("[o]", stage));
+        json_t *pc = pipeline_json(S, stage_name, sd, seed, in_model, dbdir);
         char cpath[ST_PATH];
         srlm_fmt(cpath, sizeof cpath, "%s/pipeline.json", stage_dir);
         char *txt = json_dumps(pc, JSON_INDENT(2));
@@ -1143,6 +1184,9 @@ int st_run(const st_opts *o) {
             goto out;
         }
     }
+    if ((rc = check_stages(&S))) goto out;
+    note(&S, "stage configs checked (srlm run --check)");
+    if (o->check_only) goto out;
     const json_t *data = json_object_get(S.cfg, "data");
     if (data && (rc = setup_data(&S, data))) goto out;
     S.setup_s = srlm_now() - S.t0;

@@ -25,6 +25,7 @@ typedef struct {
     const char *seeds;       /* "1,2,3" overrides the config's seeds, NULL = config */
     int keep_going;          /* a failing pipeline is reported and the study continues */
     const char *model;       /* starting model dir: overrides models.STUDENT (NULL = config) */
+    int check_only;          /* validate the config and every stage, create nothing else */
     const char *teacher;     /* teacher model dir: overrides the teacher's model (NULL = config) */
 } st_opts;
 
