@@ -163,8 +163,7 @@ def _zygote_main(ctl, in_pidns):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # Warm the modules solutions commonly import, once, so every per-test fork has them.
     for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
-              'string', 'bisect', 'random', 'copy', 'operator', 'fractions', 'decimal',
-              'statistics', 'hashlib', 'cmath', 'datetime', 'array'):
+              'string', 'bisect'):
         try:
             importlib.import_module(m)
         except Exception:

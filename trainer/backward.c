@@ -282,7 +282,10 @@ int lm_head_backward(const lm_model *m, const float *y, int N, const int *rows, 
                      int chunk, lm_head_loss_fn fn, void *ctx, float *dy, float *dhead,
                      double *loss) {
     int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    if (chunk <= 0) chunk = 64;
+    if (chunk <= 0) { /* auto: logits chunk of at most 2^25 floats (128 MB), >= 64 rows */
+        chunk = (int)(((size_t)1 << 25) / (size_t)V);
+        if (chunk < 64) chunk = 64;
+    }
     if (dy) memset(dy, 0, sizeof(float) * (size_t)N * D);
     *loss = 0;
     if (n_rows <= 0) return 0;

@@ -79,8 +79,10 @@ int lm_backward(const lm_model *m, const lm_acts *acts, const int32_t *tokens,
                 lm_lora *dlora);
 
 /* LM head + loss over a selection of rows, in chunks of `chunk` rows (bounds the logits
- * memory to chunk·V floats). For each chunk: gather y rows → logits = y·lm_headᵀ →
- * fn(ctx, rows, n, logits) computes the chunk's loss contribution and overwrites logits
+ * memory to chunk·V floats; chunk <= 0 = auto: 2^25 / V rows, at least 64, so the dhead
+ * product, which rewrites all of dhead [V, D] per chunk, stays efficient).
+ * For each chunk: gather y rows → logits = y·lm_headᵀ → fn(ctx, rows, n, logits)
+ * computes the chunk's loss contribution and overwrites logits
  * with ∂loss/∂logits → dy[rows] = dlogits·lm_head (other rows of dy are zeroed) and
  * dhead += dlogitsᵀ·y (dhead NULL = frozen head).
  *   y [N, D] (acts->y), rows [n_rows] distinct row indices, dy [N, D] written (or NULL:

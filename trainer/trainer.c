@@ -262,7 +262,7 @@ static int mb_train(tr_trainer *t, mbatch *mb, lm_head_loss_fn fn, void *ctx, do
     size_t N = (size_t)mb->B * mb->T;
     float *dy = srlm_alloc_floats(N * m->cfg.hidden_size);
     if (!dy) return srlm_set_error(SRLM_ENOMEM, "dy");
-    rc = lm_head_backward(m, t->acts->y, (int)N, mb->rows, mb->n_rows, 64, fn, ctx, dy,
+    rc = lm_head_backward(m, t->acts->y, (int)N, mb->rows, mb->n_rows, 0, fn, ctx, dy,
                           t->lora ? NULL : t->gp.lm_head, loss);
     if (!rc)
         rc = lm_backward(m, t->acts, mb->tokens, mb->lengths, mb->B, mb->T, dy, t->lora ? NULL : &t->gp,
@@ -513,7 +513,7 @@ int tr_grpo_step(tr_trainer *t, const tr_rollouts *ro, tr_metrics *mt) {
         double dummy;
         rc = ensure_acts(m, &t->acts, mb.B, mb.T);
         if (!rc) rc = lm_forward(m, mb.tokens, mb.lengths, mb.B, mb.T, NULL, t->acts);
-        if (!rc) rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 64, pg_fn, &c, NULL, NULL, &dummy);
+        if (!rc) rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 0, pg_fn, &c, NULL, NULL, &dummy);
         if (!rc && t->ref) {
             refall = srlm_xmalloc(sizeof(float) * (size_t)mb.B * mb.T);
             rc = lm_sequence_logprobs(t->ref, mb.tokens, mb.lengths, mb.B, mb.T, t->cfg.policy_temperature, refall);
@@ -546,7 +546,7 @@ int tr_grpo_step(tr_trainer *t, const tr_rollouts *ro, tr_metrics *mt) {
             float *dy = srlm_alloc_floats((size_t)mb.B * mb.T * m->cfg.hidden_size);
             if (!dy) rc = srlm_set_error(SRLM_ENOMEM, "dy");
             if (!rc)
-                rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 64, pg_fn, &c, dy,
+                rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 0, pg_fn, &c, dy,
                                       t->lora ? NULL : t->gp.lm_head, &dummy);
             if (!rc)
                 rc = lm_backward(m, t->acts, mb.tokens, mb.lengths, mb.B, mb.T, dy, t->lora ? NULL : &t->gp,
