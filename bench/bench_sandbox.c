@@ -47,14 +47,6 @@ static int spawn_wait(char *const argv[], const char *input) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static double bench_argv(char *const argv[], int n, int *ok) {
-    double t0 = srlm_now();
-    *ok = 1;
-    for (int i = 0; i < n; i++)
-        if (spawn_wait(argv, NULL) != 0) *ok = 0;
-    return (srlm_now() - t0) / n;
-}
-
 typedef struct {
     cr_ctx *cr;
     json_t *set;
@@ -107,47 +99,57 @@ int main(int argc, char **argv) {
     sbx_ns_names(cr->sbx.have, ns, sizeof ns);
     printf("srlm sandbox benchmark (namespaces: %s, %ld CPUs online)\n\n", ns, sysconf(_SC_NPROCESSORS_ONLN));
 
-    /* ---- 1. trivial program */
+    /* ---- 1. trivial program; the runners take turns, so machine load hits all alike */
     char *bare[] = {"/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
-    int ok;
-    double t_bare = bench_argv(bare, n_triv, &ok);
+    char *bw[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                  "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink",
+                  "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "--dev", "/dev",
+                  "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",
+                  "/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
+    char *fj[] = {"/usr/bin/firejail", "--quiet", "--noprofile", "--net=none", "--private",
+                  "--seccomp", "--caps.drop=all", "--nonewprivs",
+                  "/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
+    int have_bw = access(bw[0], X_OK) == 0, have_fj = access(fj[0], X_OK) == 0;
+    double t_bare = 0, t_sbx = 0, t_bw = 0, t_fj = 0;
+    int ok_bare = 1, ok_sbx = 1, ok_bw = 1, ok_fj = 1;
     sbx_limits lim;
     sbx_limits_default(&lim);
-    double t0 = srlm_now();
-    int sok = 1;
     for (int i = 0; i < n_triv; i++) {
+        double t0 = srlm_now();
+        if (spawn_wait(bare, NULL) != 0) ok_bare = 0;
+        double t1 = srlm_now();
         sbx_job job = {bare, NULL, 0, NULL, NULL};
         sbx_result r;
-        if (sbx_run(&cr->sbx, &lim, &job, &r) || r.verdict != SBX_OK) sok = 0;
+        if (sbx_run(&cr->sbx, &lim, &job, &r) || r.verdict != SBX_OK) ok_sbx = 0;
         sbx_result_free(&r);
+        double t2 = srlm_now();
+        if (have_bw && spawn_wait(bw, NULL) != 0) ok_bw = 0;
+        double t3 = srlm_now();
+        if (have_fj && spawn_wait(fj, NULL) != 0) ok_fj = 0;
+        double t4 = srlm_now();
+        t_bare += t1 - t0;
+        t_sbx += t2 - t1;
+        t_bw += t3 - t2;
+        t_fj += t4 - t3;
     }
-    double t_sbx = (srlm_now() - t0) / n_triv;
-    printf("trivial program `python3 -I -S -B -c print(1)`, %d runs each, sequential\n", n_triv);
-    printf("  %-34s %8s %10s %12s\n", "runner", "runs/s", "ms/run", "overhead ms");
-    printf("  %-34s %8.1f %10.2f %12s%s\n", "bare python3 (fork+exec)", 1 / t_bare, t_bare * 1e3, "-",
-           ok ? "" : "  (FAILED)");
-    printf("  %-34s %8.1f %10.2f %12.2f%s\n", "srlm sandbox", 1 / t_sbx, t_sbx * 1e3, (t_sbx - t_bare) * 1e3,
-           sok ? "" : "  (FAILED)");
-    if (access("/usr/bin/bwrap", X_OK) == 0) {
-        char *bw[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-                      "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink",
-                      "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "--dev", "/dev",
-                      "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",
-                      "/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
-        double t = bench_argv(bw, n_triv, &ok);
-        printf("  %-34s %8.1f %10.2f %12.2f%s\n", "bwrap (ns + ro /usr, no seccomp)", 1 / t, t * 1e3,
-               (t - t_bare) * 1e3, ok ? "" : "  (FAILED)");
-        printf("  srlm sandbox / bwrap time per run: %.2fx\n", t_sbx / t);
-    }
-    if (access("/usr/bin/firejail", X_OK) == 0) {
-        char *fj[] = {"/usr/bin/firejail", "--quiet", "--noprofile", "--net=none", "--private",
-                      "--seccomp", "--caps.drop=all", "--nonewprivs",
-                      "/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
-        int nf = n_triv < 20 ? n_triv : 20;
-        double t = bench_argv(fj, nf, &ok);
-        printf("  %-34s %8.1f %10.2f %12.2f%s\n", "firejail (net none, seccomp)", 1 / t, t * 1e3,
-               (t - t_bare) * 1e3, ok ? "" : "  (FAILED: firejail may refuse to run here)");
-    }
+    t_bare /= n_triv;
+    t_sbx /= n_triv;
+    t_bw /= n_triv;
+    t_fj /= n_triv;
+    printf("trivial program `python3 -I -S -B -c print(1)`, %d runs each, taking turns\n", n_triv);
+    printf("  %-40s %8s %10s %12s\n", "runner", "runs/s", "ms/run", "overhead ms");
+    printf("  %-40s %8.1f %10.2f %12s%s\n", "bare python3 (fork+exec)", 1 / t_bare, t_bare * 1e3, "-",
+           ok_bare ? "" : "  (FAILED)");
+    printf("  %-40s %8.1f %10.2f %12.2f%s\n", "srlm sandbox (ns + seccomp + rlimits)", 1 / t_sbx,
+           t_sbx * 1e3, (t_sbx - t_bare) * 1e3, ok_sbx ? "" : "  (FAILED)");
+    if (have_bw)
+        printf("  %-40s %8.1f %10.2f %12.2f%s\n", "bwrap (ns + ro /usr, no seccomp)", 1 / t_bw,
+               t_bw * 1e3, (t_bw - t_bare) * 1e3, ok_bw ? "" : "  (FAILED)");
+    if (have_fj)
+        printf("  %-40s %8.1f %10.2f %12.2f%s\n", "firejail (private, net none, seccomp)", 1 / t_fj,
+               t_fj * 1e3, (t_fj - t_bare) * 1e3, ok_fj ? "" : "  (FAILED)");
+    if (have_bw) printf("  srlm sandbox time per run / bwrap: %.2fx\n", t_sbx / t_bw);
+    if (have_fj) printf("  srlm sandbox time per run / firejail: %.2fx\n", t_sbx / t_fj);
 
     /* ---- 2. HumanEval canonical solutions */
     char path[800], *text;
@@ -164,7 +166,7 @@ int main(int argc, char **argv) {
     free(text);
     if (n_he > (int)json_array_size(set)) n_he = (int)json_array_size(set);
     /* bare peer: one python3 per problem running program + check(candidate), no isolation */
-    t0 = srlm_now();
+    double t0 = srlm_now();
     int bare_ok = 0;
     for (int i = 0; i < n_he; i++) {
         json_t *o = json_array_get(set, (size_t)i);

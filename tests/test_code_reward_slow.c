@@ -1,6 +1,6 @@
 /* test_code_reward_slow.c — acceptance on the bundled data sets: every HumanEval canonical
  * solution and every MBPP (full and sanitized) reference solution passes; an empty
- * completion scores 0 on every problem; a wrong completion (returns an opaque object)
+ * completion scores 0 on every problem; a wrong completion (raises instead of answering)
  * scores 0 on a sample of every set. Two scoring threads. Data set errata: docs/sandbox.md. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -131,7 +131,7 @@ static void test_humaneval(void **state) {
         const char *id = json_string_value(json_object_get(p, "task_id"));
         add(&jobs[k++], p, json_string_value(json_object_get(p, "canonical_solution")), 1, id);
         add(&jobs[k++], p, "", 0, id);
-        if (i % 4 == 0) add(&jobs[k++], p, "    return object()\n", 0, id);
+        if (i % 4 == 0) add(&jobs[k++], p, "    raise ValueError(\"wrong\")\n", 0, id);
     }
     run(jobs, k);
     free(jobs);
@@ -153,7 +153,7 @@ static void mbpp(const char *rel, int expect_n) {
         add(&jobs[k++], p, "", 0, id);
         first_def(code, name, sizeof name);
         if (i % 10 == 0 && name[0]) {
-            snprintf(wrong, sizeof wrong, "def %s(*args, **kwargs):\n    return object()\n", name);
+            snprintf(wrong, sizeof wrong, "def %s(*args, **kwargs):\n    raise ValueError(\"wrong\")\n", name);
             add(&jobs[k++], p, wrong, 0, id);
         }
     }

@@ -155,7 +155,7 @@ static void run_suite(int nouserns) {
     for (int k = 0; k < 2; k++) {
         s.cr[k] = malloc(sizeof(cr_ctx));
         assert_int_equal(cr_init(s.cr[k], nouserns), 0);
-        s.cr[k]->test_timeout_s = 2.0;
+        s.cr[k]->test_timeout_s = 3.0;
         snprintf(s.cr[k]->sbx.base_dir, sizeof s.cr[k]->sbx.base_dir, "/tmp/srlm-test-cases-%d-%d",
                  (int)getpid(), k);
         assert_int_equal(srlm_mkdir_p(s.cr[k]->sbx.base_dir), 0);
