@@ -459,7 +459,7 @@ def _bind_free(ns, code, rc, remote_names):
     for n in names:
         if n in ns or (hasattr(builtins, n) and n not in remote_names):
             continue
-        m = _stdlib_module(n)
+        m = None if n in remote_names else _stdlib_module(n)
         ns[n] = m if m is not None else Remote(rc, {'n': n})
 
 

@@ -102,15 +102,22 @@ static int finish_setup(tr_trainer *t) {
     return 0;
 }
 
-/* The GRPO reference model, created on the first GRPO step that needs it: cfg.ref_dir, or
- * a frozen copy of the policy as it is at that moment (LoRA merged). */
+/* The GRPO reference model, loaded on the first GRPO step that needs it: cfg.ref_dir, else
+ * the model directory the trainer was created from (base_dir; recorded in checkpoints, so
+ * a resumed trainer gets the same reference), else (no directory, or it is gone) a frozen
+ * copy of the policy as it is now (LoRA merged). */
 static int ensure_ref(tr_trainer *t) {
     if (t->ref || !(t->cfg.grpo.kl_beta > 0)) return 0;
     int rc;
-    if (t->ref_dir) {
-        if ((rc = lm_model_load(t->ref_dir, &t->ref))) return rc;
+    const char *rd = t->ref_dir ? t->ref_dir : t->base_dir;
+    if (rd && !t->ref_dir && !srlm_file_exists(rd)) {
+        SRLM_WARN("reference model %s is gone: using a copy of the current policy", rd);
+        rd = NULL;
+    }
+    if (rd) {
+        if ((rc = lm_model_load(rd, &t->ref))) return rc;
         if (t->ref->cfg.vocab_size != t->m->cfg.vocab_size)
-            return srlm_set_error(SRLM_EINVAL, "reference model %s has vocab %d, policy %d", t->ref_dir,
+            return srlm_set_error(SRLM_EINVAL, "reference model %s has vocab %d, policy %d", rd,
                                   t->ref->cfg.vocab_size, t->m->cfg.vocab_size);
         return 0;
     }
