@@ -84,7 +84,9 @@ int lm_step(lm_model *m, lm_kvcache *c, const int *slots, int n_rows, const int3
     size_t R = (size_t)n_rows * n;
     int rmax = m->lora ? m->lora->rank : 0;
     size_t nf = R * (3 * (size_t)D + 2 * (size_t)Hd + 2 * (size_t)Kd + 3 * (size_t)F + (size_t)rmax);
-    float *buf = srlm_alloc_floats(nf);
+    /* every scratch row is written before it is read: no need to zero (prefill scratch
+     * can be hundreds of MB) */
+    float *buf = aligned_alloc(64, ((nf * sizeof(float)) + 63) & ~(size_t)63);
     int *pos = malloc(sizeof(int) * R);
     if (!buf || !pos) {
         free(buf);

@@ -203,6 +203,17 @@ int lm_config_load(const char *path, lm_config *cfg) {
     return rc;
 }
 
+/* A float field as the shortest decimal that round-trips in float32 (1e-06, not
+ * 9.99999997e-07), so saved configs read like the published ones. */
+static json_t *json_float(float x) {
+    char buf[32];
+    for (int p = 6; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
 char *lm_config_to_json(const lm_config *c) {
     json_t *o = json_object();
     int llama = !strcmp(c->model_type, "llama");
@@ -221,7 +232,7 @@ char *lm_config_to_json(const lm_config *c) {
     if (c->pad_token_id >= 0) json_object_set_new(o, "pad_token_id", json_integer(c->pad_token_id));
     json_object_set_new(o, "hidden_act", json_string("silu"));
     json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
-    json_object_set_new(o, "initializer_range", json_real(c->initializer_range));
+    json_object_set_new(o, "initializer_range", json_float(c->initializer_range));
     json_object_set_new(o, "intermediate_size", json_integer(c->intermediate_size));
     json_object_set_new(o, "max_position_embeddings", json_integer(c->max_position_embeddings));
     if (!llama) json_object_set_new(o, "max_window_layers", json_integer(c->num_layers));
@@ -229,16 +240,16 @@ char *lm_config_to_json(const lm_config *c) {
     json_object_set_new(o, "num_attention_heads", json_integer(c->num_heads));
     json_object_set_new(o, "num_hidden_layers", json_integer(c->num_layers));
     json_object_set_new(o, "num_key_value_heads", json_integer(c->num_kv_heads));
-    json_object_set_new(o, "rms_norm_eps", json_real(c->rms_norm_eps));
+    json_object_set_new(o, "rms_norm_eps", json_float(c->rms_norm_eps));
     json_object_set_new(o, "rope_scaling", json_null());
-    json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
+    json_object_set_new(o, "rope_theta", json_float(c->rope_theta));
     if (!llama) json_object_set_new(o, "sliding_window", json_null());
     json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
     json_object_set_new(o, "torch_dtype", json_string(c->torch_dtype[0] ? c->torch_dtype : "float32"));
     json_object_set_new(o, "use_cache", json_true());
     if (!llama) json_object_set_new(o, "use_sliding_window", json_false());
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
     json_decref(o);
     return s;
 }

@@ -770,7 +770,11 @@ int mr_check(const char *gold, const char *pred, const mr_opts *opts, mr_result 
     }
     copy_trunc(res->extracted, sizeof res->extracted, pbuf);
 
-    /* 1. identical after LaTeX normalisation */
+    /* 1. identical (verbatim, or after LaTeX normalisation) */
+    if (gbuf[0] && !strcmp(gbuf, pbuf)) {
+        verdict(res, MR_CORRECT, "string", 0, NULL);
+        return 0;
+    }
     mr_compact(gbuf, cg, sizeof cg);
     mr_compact(pbuf, cp, sizeof cp);
     if (cg[0] && !strcmp(cg, cp)) {

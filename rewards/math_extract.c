@@ -79,11 +79,16 @@ static int last_match(pcre2_code *re, const char *text, size_t len, size_t *ms, 
 static int memfind_last(const char *text, size_t end, const char *pat, size_t *at) {
     size_t pl = strlen(pat);
     if (end < pl) return 0;
-    for (size_t i = end - pl + 1; i-- > 0;) {
-        if (text[i] == pat[0] && !memcmp(text + i, pat, pl)) {
+    size_t lim = end - pl + 1; /* candidate starts are in [0, lim) */
+    while (lim > 0) {
+        const char *q = memrchr(text, pat[0], lim);
+        if (!q) return 0;
+        size_t i = (size_t)(q - text);
+        if (!memcmp(text + i, pat, pl)) {
             *at = i;
             return 1;
         }
+        lim = i;
     }
     return 0;
 }

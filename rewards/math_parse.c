@@ -33,31 +33,32 @@ void mr_arena_free(mr_arena *a) {
 }
 
 /* ---- string normalisation ------------------------------------------------------------- */
-typedef struct { const char *from, *to; } repl;
+typedef struct { const char *from, *to; size_t fl, tl; } repl;
+#define R(a, b) {a, b, sizeof(a) - 1, sizeof(b) - 1}
 
 /* Applied in order, longest patterns first where prefixes overlap. */
 static const repl PRENORM[] = {
-    {"\\displaystyle", ""}, {"\\textstyle", ""}, {"\\scriptstyle", ""},
-    {"\\left.", ""}, {"\\right.", ""}, {"\\left", ""}, {"\\right", ""},
-    {"\\bigl", ""}, {"\\bigr", ""}, {"\\Bigl", ""}, {"\\Bigr", ""}, {"\\biggl", ""},
-    {"\\biggr", ""}, {"\\Big", ""}, {"\\big", ""},
-    {"\\!", ""}, {"\\,", " "}, {"\\;", " "}, {"\\:", " "}, {"\\ ", " "}, {"~", " "},
-    {"\\qquad", " "}, {"\\quad", " "}, {"\\hline", " "},
-    {"\\dfrac", "\\frac"}, {"\\tfrac", "\\frac"}, {"\\cfrac", "\\frac"},
-    {"\\dbinom", "\\binom"}, {"\\tbinom", "\\binom"},
-    {"{}^\\circ", ""}, {"^{\\circ}", ""}, {"^\\circ", ""}, {"\\circ", ""}, {"\\degree", ""},
-    {"^{\\prime}", "'"}, {"\\prime", "'"},
-    {"\\$", ""}, {"$", ""}, {"\\(", ""}, {"\\)", ""}, {"\\[", ""}, {"\\]", ""},
-    {"\\%", "%"}, {"\\#", ""},
-    {"{,}", ","},
-    {"\xe2\x88\x92", "-"},            /* − */
-    {"\xc3\x97", "*"}, {"\xc2\xb7", "*"}, {"\xc3\xb7", "/"},
-    {"\xe2\x89\xa4", "\\le "}, {"\xe2\x89\xa5", "\\ge "}, {"\xe2\x89\xa0", "\\ne "},
-    {"\xe2\x89\x88", "\\approx "}, {"\xcf\x80", "\\pi "}, {"\xe2\x88\x9a", "\\sqrt"},
-    {"\xe2\x88\x9e", "\\infty "}, {"\xc2\xb1", "\\pm "}, {"\xc2\xb0", ""},
-    {"\xe2\x82\xac", ""}, {"\xc2\xa3", ""}, {"\xc2\xa5", ""}, {"\xc2\xa0", " "},
-    {"\xe2\x80\x89", " "}, {"\xe2\x80\xaf", " "},
-    {"\\infin", "\\infty"},
+    R("\\displaystyle", ""), R("\\textstyle", ""), R("\\scriptstyle", ""),
+    R("\\left.", ""), R("\\right.", ""), R("\\left", ""), R("\\right", ""),
+    R("\\bigl", ""), R("\\bigr", ""), R("\\Bigl", ""), R("\\Bigr", ""), R("\\biggl", ""),
+    R("\\biggr", ""), R("\\Big", ""), R("\\big", ""),
+    R("\\!", ""), R("\\,", " "), R("\\;", " "), R("\\:", " "), R("\\ ", " "), R("~", " "),
+    R("\\qquad", " "), R("\\quad", " "), R("\\hline", " "),
+    R("\\dfrac", "\\frac"), R("\\tfrac", "\\frac"), R("\\cfrac", "\\frac"),
+    R("\\dbinom", "\\binom"), R("\\tbinom", "\\binom"),
+    R("{}^\\circ", ""), R("^{\\circ}", ""), R("^\\circ", ""), R("\\circ", ""), R("\\degree", ""),
+    R("^{\\prime}", "'"), R("\\prime", "'"),
+    R("\\$", ""), R("$", ""), R("\\(", ""), R("\\)", ""), R("\\[", ""), R("\\]", ""),
+    R("\\%", "%"), R("\\#", ""),
+    R("{,}", ","),
+    R("\xe2\x88\x92", "-"),            /* − */
+    R("\xc3\x97", "*"), R("\xc2\xb7", "*"), R("\xc3\xb7", "/"),
+    R("\xe2\x89\xa4", "\\le "), R("\xe2\x89\xa5", "\\ge "), R("\xe2\x89\xa0", "\\ne "),
+    R("\xe2\x89\x88", "\\approx "), R("\xcf\x80", "\\pi "), R("\xe2\x88\x9a", "\\sqrt"),
+    R("\xe2\x88\x9e", "\\infty "), R("\xc2\xb1", "\\pm "), R("\xc2\xb0", ""),
+    R("\xe2\x82\xac", ""), R("\xc2\xa3", ""), R("\xc2\xa5", ""), R("\xc2\xa0", " "),
+    R("\xe2\x80\x89", " "), R("\xe2\x80\xaf", " "),
+    R("\\infin", "\\infty"),
 };
 
 static int is_thousands_run(const char *s, int i, int *end, int *nsep) {
@@ -144,8 +145,8 @@ static void mr_prenorm(const char *s, char *out, size_t outlen) {
         int done = 0;
         if (*s == '\\' || *s == '~' || *s == '$' || *s == '{' || *s == '^' || (unsigned char)*s >= 0x80) {
             for (size_t r = 0; r < NR; r++) {
-                size_t fl = strlen(PRENORM[r].from);
-                if (!strncmp(s, PRENORM[r].from, fl)) {
+                size_t fl = PRENORM[r].fl;
+                if (s[0] == PRENORM[r].from[0] && (fl < 2 || s[1] == PRENORM[r].from[1]) && !strncmp(s, PRENORM[r].from, fl)) {
                     /* don't cut \leftarrow, \right-arrows, \bigcup, \quadrilateral etc. into pieces wrongly:
                      * only \left/\right/\big must not be followed by a letter */
                     if ((!strcmp(PRENORM[r].from, "\\left") || !strcmp(PRENORM[r].from, "\\right") ||
@@ -153,7 +154,7 @@ static void mr_prenorm(const char *s, char *out, size_t outlen) {
                          !strcmp(PRENORM[r].from, "\\circ") || !strcmp(PRENORM[r].from, "\\prime")) &&
                         isalpha((unsigned char)s[fl]))
                         continue;
-                    size_t tl = strlen(PRENORM[r].to);
+                    size_t tl = PRENORM[r].tl;
                     if (o + tl + 1 >= outlen) break;
                     memcpy(out + o, PRENORM[r].to, tl);
                     o += tl;

@@ -136,6 +136,8 @@ def _candidate_main(sock, program):
                 res = list(dec(req['o']))
             elif op == 'len':
                 res = len(dec(req['o']))
+            elif op == 'bool':
+                res = bool(dec(req['o']))
             elif op == 'getitem':
                 res = dec(req['o'])[dec(req['k'])]
             else:
@@ -163,8 +165,7 @@ def _zygote_main(ctl, in_pidns):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # Warm the modules solutions commonly import, once, so every per-test fork has them.
     for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
-              'string', 'bisect', 'random', 'copy', 'operator', 'fractions', 'decimal',
-              'statistics', 'hashlib', 'cmath', 'datetime', 'array'):
+              'string', 'bisect'):
         try:
             importlib.import_module(m)
         except Exception:
@@ -269,9 +270,18 @@ class Remote:
     def __getitem__(self, k):
         return self._rc.req({'op': 'getitem', 'o': self._tag, 'k': self._rc.enc(k)})
 
+    def __bool__(self):
+        # Truthiness is one bit the candidate controls anyway (it could return True or
+        # False), so it may come from the object (MBPP: `assert f(s)` on an re.Match).
+        b = self._rc.req({'op': 'bool', 'o': self._tag})
+        if type(b) is not bool:
+            raise TypeError('bool() of a remote object is not a bool')
+        return b
+
     def _refuse(self, *a):
         raise TypeError('an opaque object returned by the candidate cannot be compared')
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __contains__ = _refuse
+    # Comparisons would let the candidate's own __eq__ decide a test: refused.
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _refuse
     __hash__ = object.__hash__
 
 
@@ -449,7 +459,7 @@ def _bind_free(ns, code, rc, remote_names):
     for n in names:
         if n in ns or (hasattr(builtins, n) and n not in remote_names):
             continue
-        m = _stdlib_module(n)
+        m = None if n in remote_names else _stdlib_module(n)
         ns[n] = m if m is not None else Remote(rc, {'n': n})
 
 

@@ -560,6 +560,14 @@ static void on_tick(broker *b) {
     }
 }
 
+/* jobs dispatched and not answered yet */
+static uint32_t count_running(const broker *b) {
+    uint32_t n = 0;
+    for (size_t i = 0; i < b->map.cap; i++)
+        if (b->map.vals[i] && b->map.vals[i]->state == JOB_RUNNING) n++;
+    return n;
+}
+
 static void write_stats(broker *b) {
     if (!b->cfg->stats_path) return;
     char buf[1024];
@@ -654,7 +662,7 @@ int broker_run(const broker_config *cfg_in, volatile sig_atomic_t *stop, broker_
         if (now >= next_stats) {
             b.st.workers_live = (uint32_t)b.n_workers;
             b.st.queue_depth = b.queued;
-            b.st.in_flight = (uint32_t)(b.map.n - b.queued);
+            b.st.in_flight = count_running(&b);
             write_stats(&b);
             next_stats = now + 1.0;
         }
@@ -666,7 +674,7 @@ int broker_run(const broker_config *cfg_in, volatile sig_atomic_t *stop, broker_
 done:
     b.st.workers_live = (uint32_t)b.n_workers;
     b.st.queue_depth = b.queued;
-    b.st.in_flight = (uint32_t)(b.map.n >= b.queued ? b.map.n - b.queued : 0);
+    b.st.in_flight = count_running(&b);
     write_stats(&b);
     if (stats) *stats = b.st;
     /* free every group still in flight (each appears once per job in the map) */

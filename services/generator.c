@@ -277,8 +277,9 @@ static int run_policy(const pc_config *cfg, volatile sig_atomic_t *stop) {
             st = &cfg->stages[u->stage_index];
             uint64_t allowed = u->groups_consumed + (uint64_t)(1 + st->max_staleness) * (uint64_t)st->batch_size;
             if (g.next_seq < u->groups_consumed) g.next_seq = u->groups_consumed;
+            if (u->groups_limit && allowed > u->groups_limit) allowed = u->groups_limit;
             can = g.next_seq < allowed;
-            if (!can && srlm_now() - g.consumed_changed_at > PD_REGEN_AFTER_S) {
+            if (!can && u->groups_consumed < allowed && srlm_now() - g.consumed_changed_at > PD_REGEN_AFTER_S) {
                 SRLM_WARN("trainer has taken no group for %.0f s: re-producing from group %llu",
                           srlm_now() - g.consumed_changed_at, (unsigned long long)u->groups_consumed);
                 g.next_seq = u->groups_consumed;

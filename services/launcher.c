@@ -231,9 +231,7 @@ static int prepare_run_dir(const ln_options *o, launcher *l) {
     snprintf(cp, sizeof cp, "%s/config.json", l->run_dir);
     int rc = pc_load(cp, l->run_dir, &l->cfg);
     if (rc) return rc;
-    if (!strcmp(l->cfg.transport, "ipc") && strlen(l->cfg.ep_dataset) > 100)
-        return srlm_set_error(SRLM_EINVAL, "run directory path too long for ipc:// sockets (%zu > 100 bytes): use a shorter --run-dir",
-                              strlen(l->cfg.ep_dataset));
+    if (!strcmp(l->cfg.transport, "ipc") && (rc = srlm_mkdir_p(l->cfg.sock_dir))) return rc;
     return 0;
 }
 
@@ -327,10 +325,11 @@ int ln_run(const ln_options *o, volatile sig_atomic_t *stop) {
                               c->max_restarts);
                 } else {
                     p->done = 1;
-                    SRLM_ERROR("%s (pid %d) stopped (%s) and will not be restarted", p->name, (int)pid, how);
+                    ret = srlm_set_error(SRLM_EIO, "%s stopped (%s) after %d restarts (see %s/logs/%s.log): stopping the run; continue with `srlm run --resume %s`",
+                                         p->name, how, p->restarts, l->run_dir, p->name, l->run_dir);
                 }
             }
-            if (l->procs[trainer_idx].done) break;
+            if (l->procs[trainer_idx].done || ret) break;
             continue;
         }
         double now = srlm_now();
@@ -360,6 +359,7 @@ int ln_run(const ln_options *o, volatile sig_atomic_t *stop) {
     if (ret == 0 && !*stop) SRLM_INFO("done: %s (metrics.jsonl, checkpoints/, logs/)", l->run_dir);
 out:
     if (ret) stop_all(l);
+    if (!strncmp(l->cfg.sock_dir, "/tmp/srlm-sock-", 15)) srlm_rm_rf(l->cfg.sock_dir);
     for (int i = 0; i < l->n; i++)
         for (char **a = l->procs[i].argv; *a; a++) free(*a);
     pc_free(&l->cfg);

@@ -217,12 +217,12 @@ static int parse_stage(json_t *o, int idx, pc_stage *st) {
     return 0;
 }
 
-static void set_endpoint(char *dst, size_t n, const pc_config *c, const char *run_dir, const char *name, int k) {
+static void set_endpoint(char *dst, size_t n, const pc_config *c, const char *name, int k) {
     if (dst[0]) return;
     if (!strcmp(c->transport, "tcp"))
         snprintf(dst, n, "tcp://%s:%d", c->host, c->port_base + k);
     else
-        snprintf(dst, n, "ipc://%s/sock/%s", run_dir ? run_dir : ".", name);
+        snprintf(dst, n, "ipc://%s/%s", c->sock_dir, name);
 }
 
 int pc_parse(const char *text, const char *path, const char *run_dir, pc_config *c) {
@@ -296,12 +296,22 @@ int pc_parse(const char *text, const char *path, const char *run_dir, pc_config 
         const char *b = run_dir ? strrchr(run_dir, '/') : NULL;
         snprintf(c->name, sizeof c->name, "%s", b ? b + 1 : (run_dir ? run_dir : "run"));
     }
-    set_endpoint(c->ep_dataset, sizeof c->ep_dataset, c, run_dir, "dataset", 0);
-    set_endpoint(c->ep_groups, sizeof c->ep_groups, c, run_dir, "groups", 1);
-    set_endpoint(c->ep_workers, sizeof c->ep_workers, c, run_dir, "workers", 2);
-    set_endpoint(c->ep_scored, sizeof c->ep_scored, c, run_dir, "scored", 3);
-    set_endpoint(c->ep_updates, sizeof c->ep_updates, c, run_dir, "updates", 4);
-    set_endpoint(c->ep_teacher, sizeof c->ep_teacher, c, run_dir, "teacher", 5);
+    /* ipc:// addresses are limited to ~107 bytes (sun_path): long run paths get their
+     * sockets in a short directory derived from the run path */
+    const char *rd = run_dir ? run_dir : ".";
+    if (strlen(rd) + sizeof "ipc:///sock/dataset" > 100) {
+        char hex[65];
+        srlm_sha256_hex(rd, strlen(rd), hex);
+        snprintf(c->sock_dir, sizeof c->sock_dir, "/tmp/srlm-sock-%.16s", hex);
+    } else {
+        snprintf(c->sock_dir, sizeof c->sock_dir, "%.120s/sock", rd);
+    }
+    set_endpoint(c->ep_dataset, sizeof c->ep_dataset, c, "dataset", 0);
+    set_endpoint(c->ep_groups, sizeof c->ep_groups, c, "groups", 1);
+    set_endpoint(c->ep_workers, sizeof c->ep_workers, c, "workers", 2);
+    set_endpoint(c->ep_scored, sizeof c->ep_scored, c, "scored", 3);
+    set_endpoint(c->ep_updates, sizeof c->ep_updates, c, "updates", 4);
+    set_endpoint(c->ep_teacher, sizeof c->ep_teacher, c, "teacher", 5);
     return 0;
 }
 

@@ -4,7 +4,8 @@
  * them). Unknown keys are errors that name the key path ("stages[1].lrr"); wrong types and
  * out-of-range values name the path too.
  *
- * Endpoints: with transport "ipc" (default) every socket lives under RUN/sock/; with "tcp"
+ * Endpoints: with transport "ipc" (default) every socket lives under RUN/sock/ (or, when that
+ * path is too long for an ipc:// address, /tmp/srlm-sock-<sha256(RUN) prefix>/); with "tcp"
  * they are tcp://HOST:PORT_BASE+k (k: dataset 0, groups 1, workers 2, scored 3, updates 4,
  * teacher 5). Any endpoint can be given explicitly (endpoints.dataset, ...). These are
  * the addresses peers CONNECT to; the binding side binds tcp://0.0.0.0:PORT for tcp. */
@@ -86,6 +87,8 @@ typedef struct {
     int port_base;
     char ep_dataset[256], ep_groups[256], ep_workers[256], ep_scored[256], ep_updates[256],
         ep_teacher[256];
+    char sock_dir[128];      /* ipc: directory of the default sockets (RUN/sock, or
+                                 /tmp/srlm-sock-HASH when RUN's path is too long for ipc) */
 } pc_config;
 
 /* Parse config JSON text. run_dir (may be NULL) resolves the RUN/ defaults (db, ipc

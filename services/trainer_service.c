@@ -70,6 +70,11 @@ static void publish(ts *s, int stop) {
     u.run = (char *)s->cfg->name;
     u.stage_index = (uint32_t)(s->stage >= 0 ? s->stage : 0);
     u.stage = s->stage >= 0 && s->stage < s->cfg->n_stages ? (char *)s->cfg->stages[s->stage].type_name : "";
+    if (s->stage >= 0 && s->stage < s->cfg->n_stages) {
+        const pc_stage *st = &s->cfg->stages[s->stage];
+        /* without drops the stage takes exactly steps x batch_size groups */
+        if (st->type == PC_GRPO && !st->dynamic_sampling) u.groups_limit = (uint64_t)st->steps * (uint64_t)st->batch_size;
+    }
     pw_send(s->pub, NULL, 0, &u.base, ZMQ_DONTWAIT);
     s->last_pub = srlm_now();
 }

@@ -287,6 +287,10 @@ static void test_save_load_roundtrip(void **st) {
     assert_int_equal(m2->n_params, m->n_params);
     assert_memory_equal(m2->params, m->params, m->n_params * sizeof(float));
     assert_int_equal(m2->cfg.tie_word_embeddings, 0);
+    assert_true(m2->cfg.rms_norm_eps == m->cfg.rms_norm_eps && m2->cfg.rope_theta == m->cfg.rope_theta);
+    assert_int_equal(m2->cfg.num_kv_heads, m->cfg.num_kv_heads);
+    assert_int_equal(m2->cfg.attn_bias, m->cfg.attn_bias);
+    assert_string_equal(m2->gen_config_json, m->gen_config_json); /* kept through save */
     lm_model_free(m2);
     /* bf16 */
     snprintf(sub, sizeof sub, "%s/bf16", d);

@@ -381,6 +381,41 @@ static void test_grpo_steps(void **st) {
     tr_free(t);
 }
 
+/* GRPO with a KL penalty resumes bit-exactly: the reference is the model dir the trainer
+ * came from, recorded in the checkpoint. */
+static void test_grpo_resume_bit_exact(void **st) {
+    data8 d;
+    make_data(&d, 23);
+    float reward[8] = {1, 0, 1, 0, 0, 0, 1, 1};
+    int gid[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    tr_config c;
+    tr_config_default(&c);
+    c.opt.lr = 1e-2f;
+    c.grpo.kl_beta = 0.1f;
+    tr_trainer *t = make_trainer(&c);
+    tr_rollouts ro = {8, d.rows, d.len, d.plen, NULL, reward, gid};
+    tr_metrics m;
+    char ck[128];
+    snprintf(ck, sizeof ck, "%s/grpo_ckpt", g_dir);
+    for (int i = 0; i < 2; i++) assert_int_equal(tr_grpo_step(t, &ro, &m), 0);
+    assert_int_equal(tr_save(t, ck, "F32", NULL), 0);
+    for (int i = 0; i < 2; i++) assert_int_equal(tr_grpo_step(t, &ro, &m), 0);
+    assert_true(m.kl > 0);
+    tr_config c2;
+    tr_config_default(&c2);
+    c2.grpo.kl_beta = 0.1f;
+    c2.threads = 1;
+    tr_trainer *r;
+    assert_int_equal(tr_load(ck, &c2, &r, NULL), 0);
+    tr_metrics m2;
+    for (int i = 0; i < 2; i++) assert_int_equal(tr_grpo_step(r, &ro, &m2), 0);
+    assert_true(m2.kl == m.kl);
+    assert_memory_equal(tr_model(t)->params, tr_model(r)->params, sizeof(float) * tr_model(t)->n_params);
+    tr_free(t);
+    tr_free(r);
+    srlm_rm_rf(ck);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sft_overfits),
@@ -389,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_lora_trains_adapters_only),
         cmocka_unit_test(test_kd_steps),
         cmocka_unit_test(test_grpo_steps),
+        cmocka_unit_test(test_grpo_resume_bit_exact),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -113,70 +113,63 @@ void rope_backward(float *dx, const int *pos, int N, int nheads, int d, const fl
     }
 }
 
+/* Query rows are processed in blocks of ATT_BLOCK against the causal key prefix; each
+ * block is five sgemms (S, dP, dQ, dK, dV) and one elementwise pass. */
+#define ATT_BLOCK 128
+
 void attention_backward(float *dq, float *dk, float *dv, float *work, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
                         const float *lse, const int *lengths, int B, int T, int H, int Hkv,
                         int d) {
     int G = H / Hkv;
-    size_t qs = (size_t)H * d, ks = (size_t)Hkv * d;
+    int qs = H * d, ks = Hkv * d;
     float scale = 1.0f / sqrtf((float)d);
-    float *dkh = work, *dvh = work + (size_t)B * H * T * d; /* [B, H, T, d] per query head */
-    memset(work, 0, sizeof(float) * 2 * (size_t)B * H * T * d);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++)
+    float *S = work, *dP = work + (size_t)ATT_BLOCK * T;
+    for (int b = 0; b < B; b++) {
+        int len = lengths ? lengths[b] : T;
         for (int h = 0; h < H; h++) {
-            int len = lengths ? lengths[b] : T;
             int kh = h / G;
-            float *dkb = dkh + ((size_t)b * H + h) * T * d, *dvb = dvh + ((size_t)b * H + h) * T * d;
-            const float *kb = k + (size_t)b * T * ks + (size_t)kh * d;
-            const float *vb = v + (size_t)b * T * ks + (size_t)kh * d;
-            for (int i = 0; i < len; i++) {
-                size_t row = (size_t)b * T + i;
-                const float *qi = q + row * qs + (size_t)h * d;
-                const float *oi = out + row * qs + (size_t)h * d;
-                const float *doi = dout + row * qs + (size_t)h * d;
-                float *dqi = dq + row * qs + (size_t)h * d;
-                float l = lse[((size_t)b * H + h) * T + i];
-                float delta = 0.0f;
-#pragma omp simd reduction(+ : delta)
-                for (int c = 0; c < d; c++) delta += doi[c] * oi[c];
-                int nk = i + 1;
-                for (int j = 0; j < nk; j++) {
-                    const float *kj = kb + (size_t)j * ks, *vj = vb + (size_t)j * ks;
-                    float s = 0.0f, dp = 0.0f;
-#pragma omp simd reduction(+ : s, dp)
-                    for (int c = 0; c < d; c++) {
-                        s += qi[c] * kj[c];
-                        dp += doi[c] * vj[c];
+            size_t r0 = (size_t)b * T;
+            const float *Q = q + r0 * qs + (size_t)h * d, *O = out + r0 * qs + (size_t)h * d;
+            const float *dO = dout + r0 * qs + (size_t)h * d;
+            const float *K = k + r0 * ks + (size_t)kh * d, *Vv = v + r0 * ks + (size_t)kh * d;
+            float *dQ = dq + r0 * qs + (size_t)h * d;
+            float *dK = dk + r0 * ks + (size_t)kh * d, *dV = dv + r0 * ks + (size_t)kh * d;
+            const float *lrow = lse + ((size_t)b * H + h) * T;
+            for (int i0 = 0; i0 < len; i0 += ATT_BLOCK) {
+                int bs = len - i0 < ATT_BLOCK ? len - i0 : ATT_BLOCK;
+                int nk = i0 + bs; /* keys 0 .. nk-1 (causal prefix of the block's last row) */
+                /* S = Q_blk Kᵀ, dP = dO_blk Vᵀ   [bs, nk] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bs, nk, d, 1.0f, Q + (size_t)i0 * qs, qs, K,
+                            ks, 0.0f, S, nk);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bs, nk, d, 1.0f, dO + (size_t)i0 * qs, qs,
+                            Vv, ks, 0.0f, dP, nk);
+#pragma omp parallel for schedule(static) if (bs * nk > 16384)
+                for (int ii = 0; ii < bs; ii++) {
+                    int i = i0 + ii;
+                    const float *oi = O + (size_t)i * qs, *doi = dO + (size_t)i * qs;
+                    float delta = 0.0f;
+                    for (int c = 0; c < d; c++) delta += doi[c] * oi[c];
+                    float l = lrow[i];
+                    float *sr = S + (size_t)ii * nk, *dr = dP + (size_t)ii * nk;
+                    for (int j = 0; j <= i; j++) {
+                        float p = expf(sr[j] * scale - l);
+                        sr[j] = p;                              /* P */
+                        dr[j] = p * (dr[j] - delta) * scale;    /* dS (scaled) */
                     }
-                    float p = expf(s * scale - l);
-                    float ds = p * (dp - delta) * scale;
-                    float *dkj = dkb + (size_t)j * d, *dvj = dvb + (size_t)j * d;
-#pragma omp simd
-                    for (int c = 0; c < d; c++) {
-                        dqi[c] += ds * kj[c];
-                        dkj[c] += ds * qi[c];
-                        dvj[c] += p * doi[c];
-                    }
+                    for (int j = i + 1; j < nk; j++) sr[j] = dr[j] = 0.0f;
                 }
+                /* dQ_blk += dS K;  dK += dSᵀ Q_blk;  dV += Pᵀ dO_blk  (GQA: heads of a group
+                 * accumulate into the same KV rows) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bs, d, nk, 1.0f, dP, nk, K, ks, 1.0f,
+                            dQ + (size_t)i0 * qs, qs);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, bs, 1.0f, dP, nk, Q + (size_t)i0 * qs,
+                            qs, 1.0f, dK, ks);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, bs, 1.0f, S, nk, dO + (size_t)i0 * qs,
+                            qs, 1.0f, dV, ks);
             }
         }
-    /* repeat_kv backward: sum the G query heads of each KV head */
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            for (int kh = 0; kh < Hkv; kh++) {
-                float *dkr = dk + ((size_t)b * T + t) * ks + (size_t)kh * d;
-                float *dvr = dv + ((size_t)b * T + t) * ks + (size_t)kh * d;
-                for (int h = kh * G; h < (kh + 1) * G; h++) {
-                    const float *a = dkh + (((size_t)b * H + h) * T + t) * d;
-                    const float *c2 = dvh + (((size_t)b * H + h) * T + t) * d;
-                    for (int c = 0; c < d; c++) {
-                        dkr[c] += a[c];
-                        dvr[c] += c2[c];
-                    }
-                }
-            }
+    }
 }
 
 void embedding_backward(float *dE, const float *dh, const int32_t *tokens, int N, int D) {
@@ -216,7 +209,7 @@ int lm_backward(const lm_model *m, const lm_acts *acts, const int32_t *tokens,
     int d = c->head_dim, Hd = H * d, Kd = Hkv * d, L = c->num_layers;
     int r = m->lora ? m->lora->rank : 0;
     size_t ws = N * (2 * (size_t)D + 2 * (size_t)Hd + 2 * (size_t)Kd + 3 * (size_t)F) +
-                2 * (size_t)B * H * T * d + N * (size_t)(r > 0 ? r : 1);
+                2 * (size_t)ATT_BLOCK * T + N * (size_t)(r > 0 ? r : 1);
     float *w = srlm_alloc_floats(ws);
     int *pos = malloc(sizeof(int) * N);
     if (!w || !pos) {
@@ -227,7 +220,7 @@ int lm_backward(const lm_model *m, const lm_acts *acts, const int32_t *tokens,
     for (size_t i = 0; i < N; i++) pos[i] = (int)(i % (size_t)T);
     float *dh = w, *dx = dh + N * D, *dq = dx + N * D, *datt = dq + N * Hd;
     float *dk = datt + N * Hd, *dv = dk + N * Kd, *z = dv + N * Kd, *dz = z + N * F;
-    float *dgu = dz + N * F, *attw = dgu + N * F, *lw = attw + 2 * (size_t)B * H * T * d;
+    float *dgu = dz + N * F, *attw = dgu + N * F, *lw = attw + 2 * (size_t)ATT_BLOCK * T;
     float *dgate = dz, *dup = dgu; /* dz is dead once swiglu_backward has read it: see below */
     lm_params *g = grads;
 
@@ -282,7 +275,10 @@ int lm_head_backward(const lm_model *m, const float *y, int N, const int *rows, 
                      int chunk, lm_head_loss_fn fn, void *ctx, float *dy, float *dhead,
                      double *loss) {
     int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    if (chunk <= 0) chunk = 64;
+    if (chunk <= 0) { /* auto: logits chunk of at most 2^25 floats (128 MB), >= 64 rows */
+        chunk = (int)(((size_t)1 << 25) / (size_t)V);
+        if (chunk < 64) chunk = 64;
+    }
     if (dy) memset(dy, 0, sizeof(float) * (size_t)N * D);
     *loss = 0;
     if (n_rows <= 0) return 0;

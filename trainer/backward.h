@@ -13,7 +13,7 @@
  * LoRA x·Aᵀ): 4D + 2 + 2Hd + 2Kd + H + 2F floats per token per layer (0.5B: 61.5 KB).
  * The SwiGLU product silu(g)⊙u and the attention probabilities are recomputed here (P from
  * q̃, k̃ and the saved log-sum-exp, flash-attention style), so no [T, T] matrix is stored.
- * lm_backward adds a transient workspace of N·(3D + 2Hd + 2Kd + 3F) + 2·B·H·T·d floats.
+ * lm_backward adds a transient workspace of N·(2D + 2Hd + 2Kd + 3F + r) + 256·T floats.
  * Logits are never materialised for the whole batch: the trainer runs the LM head and the
  * loss in chunks of rows (trainer.c), producing dy = ∂loss/∂y for lm_backward.
  */
@@ -56,7 +56,8 @@ void rope_backward(float *dx, const int *pos, int N, int nheads, int d, const fl
  *   dout [N, H·d] → dq [N, H·d], dk, dv [N, Hkv·d] (accumulated). P is recomputed from
  *   q, k, lse. The KV-head gradients are the sums over the G = H/Hkv query heads of the
  *   group (repeat_kv backward). Query rows i >= lengths[b] are skipped (they must carry
- *   zero gradient: padding). work: 2·B·H·T·d floats. */
+ *   zero gradient: padding). Query rows go in blocks of 128 against their causal key
+ *   prefix: five sgemms per block and head. work: 2·128·T floats. */
 void attention_backward(float *dq, float *dk, float *dv, float *work, const float *dout,
                         const float *q, const float *k, const float *v, const float *out,
                         const float *lse, const int *lengths, int B, int T, int H, int Hkv,
@@ -79,8 +80,10 @@ int lm_backward(const lm_model *m, const lm_acts *acts, const int32_t *tokens,
                 lm_lora *dlora);
 
 /* LM head + loss over a selection of rows, in chunks of `chunk` rows (bounds the logits
- * memory to chunk·V floats). For each chunk: gather y rows → logits = y·lm_headᵀ →
- * fn(ctx, rows, n, logits) computes the chunk's loss contribution and overwrites logits
+ * memory to chunk·V floats; chunk <= 0 = auto: 2^25 / V rows, at least 64, so the dhead
+ * product, which rewrites all of dhead [V, D] per chunk, stays efficient).
+ * For each chunk: gather y rows → logits = y·lm_headᵀ → fn(ctx, rows, n, logits)
+ * computes the chunk's loss contribution and overwrites logits
  * with ∂loss/∂logits → dy[rows] = dlogits·lm_head (other rows of dy are zeroed) and
  * dhead += dlogitsᵀ·y (dhead NULL = frozen head).
  *   y [N, D] (acts->y), rows [n_rows] distinct row indices, dy [N, D] written (or NULL:

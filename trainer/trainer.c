@@ -102,15 +102,22 @@ static int finish_setup(tr_trainer *t) {
     return 0;
 }
 
-/* The GRPO reference model, created on the first GRPO step that needs it: cfg.ref_dir, or
- * a frozen copy of the policy as it is at that moment (LoRA merged). */
+/* The GRPO reference model, loaded on the first GRPO step that needs it: cfg.ref_dir, else
+ * the model directory the trainer was created from (base_dir; recorded in checkpoints, so
+ * a resumed trainer gets the same reference), else (no directory, or it is gone) a frozen
+ * copy of the policy as it is now (LoRA merged). */
 static int ensure_ref(tr_trainer *t) {
     if (t->ref || !(t->cfg.grpo.kl_beta > 0)) return 0;
     int rc;
-    if (t->ref_dir) {
-        if ((rc = lm_model_load(t->ref_dir, &t->ref))) return rc;
+    const char *rd = t->ref_dir ? t->ref_dir : t->base_dir;
+    if (rd && !t->ref_dir && !srlm_file_exists(rd)) {
+        SRLM_WARN("reference model %s is gone: using a copy of the current policy", rd);
+        rd = NULL;
+    }
+    if (rd) {
+        if ((rc = lm_model_load(rd, &t->ref))) return rc;
         if (t->ref->cfg.vocab_size != t->m->cfg.vocab_size)
-            return srlm_set_error(SRLM_EINVAL, "reference model %s has vocab %d, policy %d", t->ref_dir,
+            return srlm_set_error(SRLM_EINVAL, "reference model %s has vocab %d, policy %d", rd,
                                   t->ref->cfg.vocab_size, t->m->cfg.vocab_size);
         return 0;
     }
@@ -262,7 +269,7 @@ static int mb_train(tr_trainer *t, mbatch *mb, lm_head_loss_fn fn, void *ctx, do
     size_t N = (size_t)mb->B * mb->T;
     float *dy = srlm_alloc_floats(N * m->cfg.hidden_size);
     if (!dy) return srlm_set_error(SRLM_ENOMEM, "dy");
-    rc = lm_head_backward(m, t->acts->y, (int)N, mb->rows, mb->n_rows, 64, fn, ctx, dy,
+    rc = lm_head_backward(m, t->acts->y, (int)N, mb->rows, mb->n_rows, 0, fn, ctx, dy,
                           t->lora ? NULL : t->gp.lm_head, loss);
     if (!rc)
         rc = lm_backward(m, t->acts, mb->tokens, mb->lengths, mb->B, mb->T, dy, t->lora ? NULL : &t->gp,
@@ -513,7 +520,7 @@ int tr_grpo_step(tr_trainer *t, const tr_rollouts *ro, tr_metrics *mt) {
         double dummy;
         rc = ensure_acts(m, &t->acts, mb.B, mb.T);
         if (!rc) rc = lm_forward(m, mb.tokens, mb.lengths, mb.B, mb.T, NULL, t->acts);
-        if (!rc) rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 64, pg_fn, &c, NULL, NULL, &dummy);
+        if (!rc) rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 0, pg_fn, &c, NULL, NULL, &dummy);
         if (!rc && t->ref) {
             refall = srlm_xmalloc(sizeof(float) * (size_t)mb.B * mb.T);
             rc = lm_sequence_logprobs(t->ref, mb.tokens, mb.lengths, mb.B, mb.T, t->cfg.policy_temperature, refall);
@@ -546,7 +553,7 @@ int tr_grpo_step(tr_trainer *t, const tr_rollouts *ro, tr_metrics *mt) {
             float *dy = srlm_alloc_floats((size_t)mb.B * mb.T * m->cfg.hidden_size);
             if (!dy) rc = srlm_set_error(SRLM_ENOMEM, "dy");
             if (!rc)
-                rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 64, pg_fn, &c, dy,
+                rc = lm_head_backward(m, t->acts->y, mb.B * mb.T, mb.rows, M, 0, pg_fn, &c, dy,
                                       t->lora ? NULL : t->gp.lm_head, &dummy);
             if (!rc)
                 rc = lm_backward(m, t->acts, mb.tokens, mb.lengths, mb.B, mb.T, dy, t->lora ? NULL : &t->gp,

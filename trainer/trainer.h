@@ -53,10 +53,10 @@ typedef struct {
     loss_adv_kind adv_kind;    /* grpo (std-scaled) | mean (Dr. GRPO) | rloo */
     float adv_eps;             /* added to the group std (1e-4) */
     float policy_temperature;  /* logits ÷ τ when scoring rollouts (match the sampler) (1) */
-    const char *ref_dir;       /* reference model dir; NULL = a frozen in-memory copy of the
-                                  policy taken at the first GRPO step (LoRA merged). Loaded
-                                  only when grpo.kl_beta > 0. For bit-exact GRPO resume pass
-                                  a ref_dir (the copy is not part of checkpoints). */
+    const char *ref_dir;       /* reference model dir; NULL = the model dir the trainer was
+                                  created from (kept across tr_save / tr_load, so resume is
+                                  exact), or, without one, a frozen copy of the policy at
+                                  the first GRPO step. Loaded only when grpo.kl_beta > 0. */
 } tr_config;
 
 void tr_config_default(tr_config *c);
@@ -113,8 +113,7 @@ int tr_create(const char *model_dir, const tr_config *cfg, tr_trainer **out);
 void tr_free(tr_trainer *t);
 /* Like tr_create, from a model already in memory; the trainer takes ownership of m (also
  * on error). base_dir (may be NULL) is recorded as the base model and is where tokenizer
- * files are copied from on save; with base_dir NULL and no cfg.ref_dir, the GRPO
- * reference follows cfg.ref_dir as in tr_create. */
+ * files are copied from on save; it is also the default GRPO reference (see ref_dir). */
 int tr_create_from_model(struct lm_model *m, const char *base_dir, const tr_config *cfg,
                          tr_trainer **out);
 

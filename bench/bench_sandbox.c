@@ -1,0 +1,196 @@
+/* bench_sandbox.c — sandboxed executions per second, next to peers measured in the same run:
+ *  1. a trivial program (`print(1)`): bare python3 (fork+exec), srlm sandbox, bwrap and
+ *     firejail (when installed) with comparable isolation; per-run overhead over bare;
+ *  2. HumanEval canonical solutions scored by cr_score (every test separately, judge +
+ *     zygote + per-test candidate) with 1 and 2 workers, next to running the same program
+ *     + check() unsandboxed in one bare python3 per problem.
+ * usage: bench_sandbox [N_TRIVIAL (default 100)] [N_HUMANEVAL (default 164)] */
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "code_reward.h"
+#include "sandbox.h"
+#include "util.h"
+
+static int spawn_wait(char *const argv[], const char *input) {
+    int in[2];
+    if (pipe(in)) return -1;
+    pid_t p = fork();
+    if (p == 0) {
+        dup2(in[0], 0);
+        close(in[0]);
+        close(in[1]);
+        int dn = open("/dev/null", 1);
+        dup2(dn, 1);
+        dup2(dn, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    if (input) {
+        size_t n = strlen(input), off = 0;
+        while (off < n) {
+            ssize_t w = write(in[1], input + off, n - off);
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+    }
+    close(in[1]);
+    int st = 0;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+typedef struct {
+    cr_ctx *cr;
+    json_t *set;
+    int n, next, passed;
+    pthread_mutex_t mu;
+} he_pool;
+
+static void *he_worker(void *arg) {
+    he_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        int i = p->next < p->n ? p->next++ : -1;
+        pthread_mutex_unlock(&p->mu);
+        if (i < 0) return NULL;
+        json_t *o = json_array_get(p->set, (size_t)i);
+        char *pj = json_dumps(o, JSON_COMPACT);
+        reward_result r;
+        memset(&r, 0, sizeof r);
+        if (cr_score(p->cr, pj, json_string_value(json_object_get(o, "canonical_solution")), &r) == 0 &&
+            r.correct) {
+            pthread_mutex_lock(&p->mu);
+            p->passed++;
+            pthread_mutex_unlock(&p->mu);
+        }
+        free(r.details_json);
+        free(pj);
+    }
+}
+
+static double bench_humaneval(cr_ctx *cr, json_t *set, int n, int workers, int *passed) {
+    he_pool p = {cr, set, n, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th[8];
+    double t0 = srlm_now();
+    for (int k = 0; k < workers; k++) pthread_create(&th[k], NULL, he_worker, &p);
+    for (int k = 0; k < workers; k++) pthread_join(th[k], NULL);
+    *passed = p.passed;
+    return n / (srlm_now() - t0);
+}
+
+int main(int argc, char **argv) {
+    int n_triv = argc > 1 ? atoi(argv[1]) : 100;
+    int n_he = argc > 2 ? atoi(argv[2]) : 164;
+    if (n_triv < 1) n_triv = 1;
+    cr_ctx *cr = malloc(sizeof *cr);
+    if (cr_init(cr, 0)) {
+        fprintf(stderr, "bench_sandbox: %s\n", srlm_last_error());
+        return 1;
+    }
+    char ns[96];
+    sbx_ns_names(cr->sbx.have, ns, sizeof ns);
+    printf("srlm sandbox benchmark (namespaces: %s, %ld CPUs online)\n\n", ns, sysconf(_SC_NPROCESSORS_ONLN));
+
+    /* ---- 1. trivial program; the runners take turns, so machine load hits all alike */
+    char *bare[] = {"/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
+    char *bw[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                  "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink",
+                  "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "--dev", "/dev",
+                  "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",
+                  "/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
+    char *fj[] = {"/usr/bin/firejail", "--quiet", "--noprofile", "--net=none", "--private",
+                  "--seccomp", "--caps.drop=all", "--nonewprivs",
+                  "/usr/bin/python3", "-I", "-S", "-B", "-c", "print(1)", NULL};
+    int have_bw = access(bw[0], X_OK) == 0, have_fj = access(fj[0], X_OK) == 0;
+    double t_bare = 0, t_sbx = 0, t_bw = 0, t_fj = 0;
+    int ok_bare = 1, ok_sbx = 1, ok_bw = 1, ok_fj = 1;
+    sbx_limits lim;
+    sbx_limits_default(&lim);
+    for (int i = 0; i < n_triv; i++) {
+        double t0 = srlm_now();
+        if (spawn_wait(bare, NULL) != 0) ok_bare = 0;
+        double t1 = srlm_now();
+        sbx_job job = {bare, NULL, 0, NULL, NULL};
+        sbx_result r;
+        if (sbx_run(&cr->sbx, &lim, &job, &r) || r.verdict != SBX_OK) ok_sbx = 0;
+        sbx_result_free(&r);
+        double t2 = srlm_now();
+        if (have_bw && spawn_wait(bw, NULL) != 0) ok_bw = 0;
+        double t3 = srlm_now();
+        if (have_fj && spawn_wait(fj, NULL) != 0) ok_fj = 0;
+        double t4 = srlm_now();
+        t_bare += t1 - t0;
+        t_sbx += t2 - t1;
+        t_bw += t3 - t2;
+        t_fj += t4 - t3;
+    }
+    t_bare /= n_triv;
+    t_sbx /= n_triv;
+    t_bw /= n_triv;
+    t_fj /= n_triv;
+    printf("trivial program `python3 -I -S -B -c print(1)`, %d runs each, taking turns\n", n_triv);
+    printf("  %-40s %8s %10s %12s\n", "runner", "runs/s", "ms/run", "overhead ms");
+    printf("  %-40s %8.1f %10.2f %12s%s\n", "bare python3 (fork+exec)", 1 / t_bare, t_bare * 1e3, "-",
+           ok_bare ? "" : "  (FAILED)");
+    printf("  %-40s %8.1f %10.2f %12.2f%s\n", "srlm sandbox (ns + seccomp + rlimits)", 1 / t_sbx,
+           t_sbx * 1e3, (t_sbx - t_bare) * 1e3, ok_sbx ? "" : "  (FAILED)");
+    if (have_bw)
+        printf("  %-40s %8.1f %10.2f %12.2f%s\n", "bwrap (ns + ro /usr, no seccomp)", 1 / t_bw,
+               t_bw * 1e3, (t_bw - t_bare) * 1e3, ok_bw ? "" : "  (FAILED)");
+    if (have_fj)
+        printf("  %-40s %8.1f %10.2f %12.2f%s\n", "firejail (private, net none, seccomp)", 1 / t_fj,
+               t_fj * 1e3, (t_fj - t_bare) * 1e3, ok_fj ? "" : "  (FAILED)");
+    if (have_bw) printf("  srlm sandbox time per run / bwrap: %.2fx\n", t_sbx / t_bw);
+    if (have_fj) printf("  srlm sandbox time per run / firejail: %.2fx\n", t_sbx / t_fj);
+
+    /* ---- 2. HumanEval canonical solutions */
+    char path[800], *text;
+    size_t len;
+    if (srlm_resource_path("datasets/data/humaneval/HumanEval.jsonl.gz", path, sizeof path) ||
+        srlm_read_file(path, &text, &len, 0)) {
+        fprintf(stderr, "bench_sandbox: %s\n", srlm_last_error());
+        free(cr);
+        return 1;
+    }
+    json_t *set = json_array();
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        json_array_append_new(set, json_loads(line, 0, NULL));
+    free(text);
+    if (n_he > (int)json_array_size(set)) n_he = (int)json_array_size(set);
+    /* bare peer: one python3 per problem running program + check(candidate), no isolation */
+    double t0 = srlm_now();
+    int bare_ok = 0;
+    for (int i = 0; i < n_he; i++) {
+        json_t *o = json_array_get(set, (size_t)i);
+        char *prog = NULL;
+        if (asprintf(&prog, "%s%s\n%s\ncheck(%s)\n", json_string_value(json_object_get(o, "prompt")),
+                     json_string_value(json_object_get(o, "canonical_solution")),
+                     json_string_value(json_object_get(o, "test")),
+                     json_string_value(json_object_get(o, "entry_point"))) < 0)
+            break;
+        char *pa[] = {"/usr/bin/python3", "-I", "-S", "-B", "-", NULL};
+        if (spawn_wait(pa, prog) == 0) bare_ok++;
+        free(prog);
+    }
+    double r_bare = n_he / (srlm_now() - t0);
+    int p1, p2;
+    double r1 = bench_humaneval(cr, set, n_he, 1, &p1);
+    double r2 = bench_humaneval(cr, set, n_he, 2, &p2);
+    printf("\nHumanEval canonical solutions (%d problems)\n", n_he);
+    printf("  %-52s %10s %8s\n", "runner", "problems/s", "passed");
+    printf("  %-52s %10.1f %8d\n", "bare python3, program + check() in one process", r_bare, bare_ok);
+    printf("  %-52s %10.1f %8d\n", "srlm reward-code, 1 worker (each test separately)", r1, p1);
+    printf("  %-52s %10.1f %8d\n", "srlm reward-code, 2 workers", r2, p2);
+    printf("  sandboxed 1 worker / bare: %.2fx; 2 workers / 1 worker: %.2fx\n", r1 / r_bare, r2 / r1);
+    json_decref(set);
+    free(cr);
+    return 0;
+}
