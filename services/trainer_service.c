@@ -55,6 +55,7 @@ typedef struct {
     double last_pub;
     uint64_t duplicates, stale, malformed;
     uint64_t teacher_req;
+    double last_group_at, last_silence_warn;
 } ts;
 
 /* ---- publishing --------------------------------------------------------------------- */
@@ -440,8 +441,18 @@ static void seen_add(ts *s, uint64_t seq) {
 static int receive_group(ts *s) {
     zmq_pollitem_t it = {s->pull, 0, ZMQ_POLLIN, 0};
     int n = zmq_poll(&it, 1, 1000);
-    if (srlm_now() - s->last_pub >= 1.0) publish(s, 0);
-    if (n <= 0) return 0;
+    double now = srlm_now();
+    if (now - s->last_pub >= 1.0) publish(s, 0);
+    if (s->last_group_at == 0) s->last_group_at = now;
+    if (n <= 0) {
+        if (now - s->last_group_at > 60 && now - s->last_silence_warn > 60) {
+            SRLM_WARN("no scored groups from the broker at %s for %.0f s (generator at %s? workers?)", s->cfg->ep_scored,
+                      now - s->last_group_at, s->cfg->ep_groups);
+            s->last_silence_warn = now;
+        }
+        return 0;
+    }
+    s->last_group_at = now;
     ProtobufCMessage *m = NULL;
     int rc = pw_recv(s->pull, 0, NULL, NULL, &srlm__pipeline__scored_group__descriptor, &m, "trainer scored socket");
     if (rc == SRLM_EFORMAT) { s->malformed++; return 0; }
