@@ -48,6 +48,9 @@ static void usage(FILE *f) {
             "  --lora-targets LIST    subset of q,k,v,o,gate,up,down (all)\n"
             "  --save-dtype f32|bf16  dtype of the saved weights (f32)\n"
             "  --save-every N         also write OUT/checkpoint-N every N steps (0 = off)\n"
+            "  --resume CKPT          continue from a checkpoint written by this command (its\n"
+            "                         weights, optimizer state and step; same --data, --seed,\n"
+            "                         --batch-size and --grad-accum give a bit-identical run)\n"
             "  --seed S               data order and LoRA init (0)\n"
             "  --threads N            OpenBLAS/OpenMP threads (default: all cores)\n"
             "  --teacher DIR          kd: teacher model dir (same vocabulary; full logits)\n"
@@ -245,6 +248,20 @@ static int move_files(const char *src, const char *dst) {
     return rc;
 }
 
+/* Next row index of a seeded permutation per epoch (a resumed run replays the draws). */
+static int next_row(int *perm, int n, int *pos, srlm_rng *rng) {
+    if (*pos == n) {
+        for (int i = 0; i < n; i++) perm[i] = i;
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)srlm_rng_below(rng, (uint64_t)i + 1), tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        *pos = 0;
+    }
+    return perm[(*pos)++];
+}
+
 static int parse_num(const char *s, double *out, const char *flag) {
     char *end;
     errno = 0;
@@ -271,12 +288,12 @@ int cmd_train(int argc, char **argv) {
     srlm_log_set_role("train");
     tr_config cfg;
     tr_config_default(&cfg);
-    const char *model = NULL, *data = NULL, *out = NULL, *save_dtype = "F32", *targets = "all";
+    const char *model = NULL, *data = NULL, *out = NULL, *save_dtype = "F32", *targets = "all", *resume = NULL;
     long steps = 0, save_every = 0;
     double epochs = 1;
     int batch = 4, accum = 1, max_len = 512;
     enum { O_OPT = 256, O_LR, O_SCHED, O_WARM, O_WD, O_MOM, O_MGN, O_STEPS, O_EPOCHS, O_BS, O_ACC, O_MSL,
-           O_LR_RANK, O_LR_ALPHA, O_LR_TGT, O_DTYPE, O_SEED, O_THREADS, O_TEACHER, O_KDL, O_KDB, O_KDT, O_SAVE };
+           O_LR_RANK, O_LR_ALPHA, O_LR_TGT, O_DTYPE, O_SEED, O_THREADS, O_TEACHER, O_KDL, O_KDB, O_KDT, O_SAVE, O_RESUME };
     static const struct option opts[] = {
         {"model", 1, 0, 'm'}, {"data", 1, 0, 'd'}, {"out", 1, 0, 'o'}, {"optimizer", 1, 0, O_OPT},
         {"lr", 1, 0, O_LR}, {"schedule", 1, 0, O_SCHED}, {"warmup-steps", 1, 0, O_WARM},
@@ -286,13 +303,13 @@ int cmd_train(int argc, char **argv) {
         {"lora-alpha", 1, 0, O_LR_ALPHA}, {"lora-targets", 1, 0, O_LR_TGT}, {"save-dtype", 1, 0, O_DTYPE},
         {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS}, {"teacher", 1, 0, O_TEACHER},
         {"kd-loss", 1, 0, O_KDL}, {"kd-beta", 1, 0, O_KDB}, {"kd-temperature", 1, 0, O_KDT},
-        {"save-every", 1, 0, O_SAVE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"save-every", 1, 0, O_SAVE}, {"resume", 1, 0, O_RESUME}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 2;
     int c;
     double x = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c != 'h' && c != 'm' && c != 'd' && c != 'o' && c != O_OPT && c != O_SCHED && c != O_LR_TGT &&
-            c != O_DTYPE && c != O_TEACHER && c != O_KDL && c != '?' && parse_num(optarg, &x, argv[optind - 1]))
+            c != O_DTYPE && c != O_TEACHER && c != O_KDL && c != O_RESUME && c != '?' && parse_num(optarg, &x, argv[optind - 1]))
             return 2;
         switch (c) {
         case 'm': model = optarg; break;
@@ -331,6 +348,7 @@ int cmd_train(int argc, char **argv) {
         case O_KDB: cfg.kd_beta = (float)x; break;
         case O_KDT: cfg.kd_temperature = (float)x; break;
         case O_SAVE: save_every = (long)x; break;
+        case O_RESUME: resume = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -373,7 +391,8 @@ int cmd_train(int argc, char **argv) {
     if (steps < 1) steps = 1;
     cfg.opt.total_steps = steps;
     tr_trainer *t;
-    if ((rc = tr_create(model, &cfg, &t))) {
+    rc = resume ? tr_load(resume, &cfg, &t, NULL) : tr_create(model, &cfg, &t);
+    if (rc) {
         fprintf(stderr, "srlm train: %s\n", srlm_last_error());
         ds_free(&ds);
         return 1;
@@ -386,7 +405,7 @@ int cmd_train(int argc, char **argv) {
     }
     char mpath[4200];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", out);
-    FILE *mf = fopen(mpath, "w");
+    FILE *mf = fopen(mpath, resume ? "a" : "w");
     if (!mf) {
         fprintf(stderr, "srlm train: %s: %s\n", mpath, strerror(errno));
         tr_free(t);
@@ -406,18 +425,12 @@ int cmd_train(int argc, char **argv) {
     srlm_progress pr;
     srlm_progress_init(&pr, mode, "steps", steps);
     double ema = NAN;
-    for (long s = 0; s < steps && !rc; s++) {
+    long start = tr_step(t);
+    if (start > 0) SRLM_INFO("resuming at step %ld of %ld", start, steps);
+    for (long k = 0; k < start * per_step; k++) next_row(perm, ds.n, &pos, &rng); /* data position */
+    for (long s = start; s < steps && !rc; s++) {
         for (int k = 0; k < per_step; k++) {
-            if (pos == ds.n) {
-                for (int i = 0; i < ds.n; i++) perm[i] = i;
-                for (int i = ds.n - 1; i > 0; i--) {
-                    int j = (int)srlm_rng_below(&rng, (uint64_t)i + 1), tmp = perm[i];
-                    perm[i] = perm[j];
-                    perm[j] = tmp;
-                }
-                pos = 0;
-            }
-            example *e = &ds.ex[perm[pos++]];
+            example *e = &ds.ex[next_row(perm, ds.n, &pos, &rng)];
             rows[k] = e->ids;
             masks[k] = e->mask;
             lens[k] = e->len;

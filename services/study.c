@@ -124,7 +124,45 @@ static char *av_join(const st_argv *a) {
 
 /* Run argv with stdout+stderr appended to logpath; returns 0 when it exits 0. The command
  * line is written at the top of the log. SIGINT reaches the child (same process group). */
+/* Progress of a running stage: every 20 s, the last line of its metrics.jsonl. */
+typedef struct {
+    const char *metrics;  /* metrics.jsonl path, or NULL */
+    const char *label;    /* "sft (seed 1)" */
+    int total_steps;
+} st_watch;
+
+static void watch_print(const st_watch *w, double elapsed) {
+    FILE *f = fopen(w->metrics, "r");
+    if (!f) return;
+    char *line = NULL, *last = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        free(last);
+        last = srlm_xstrdup(line);
+    }
+    free(line);
+    fclose(f);
+    json_t *o = last ? json_loads(last, 0, NULL) : NULL;
+    free(last);
+    if (!o) return;
+    const json_t *step = json_object_get(o, "stage_step");
+    if (!step) step = json_object_get(o, "step");
+    char extra[128] = "";
+    const json_t *r = json_object_get(o, "reward_mean"), *l = json_object_get(o, "loss");
+    if (json_is_number(r)) srlm_fmt(extra, sizeof extra, "reward %.3f", json_number_value(r));
+    else if (json_is_number(l)) srlm_fmt(extra, sizeof extra, "loss %.4f", json_number_value(l));
+    printf("        %s: step %lld/%d %s (%.0f s)\n", w->label, (long long)json_integer_value(step), w->total_steps, extra,
+           elapsed);
+    fflush(stdout);
+    json_decref(o);
+}
+
+static int run_logged_w(const st_argv *a, const char *logpath, double *seconds, const st_watch *w);
 static int run_logged(const st_argv *a, const char *logpath, double *seconds) {
+    return run_logged_w(a, logpath, seconds, NULL);
+}
+
+static int run_logged_w(const st_argv *a, const char *logpath, double *seconds, const st_watch *w) {
     char *cmd = av_join(a);
     SRLM_DEBUG("run: %s", cmd);
     int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -151,7 +189,20 @@ static int run_logged(const st_argv *a, const char *logpath, double *seconds) {
     }
     close(fd);
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    double last = t0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, w && w->metrics ? WNOHANG : 0);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) break;
+        if (r == 0) {
+            usleep(200000);
+            double now = srlm_now();
+            if (now - last >= 20) {
+                last = now;
+                watch_print(w, now - t0);
+            }
+        }
+    }
     if (seconds) *seconds = srlm_now() - t0;
     int rc = 0;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -562,7 +613,11 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
         av_free(&a);
         return srlm_set_error(SRLM_EINVAL, "stages.%s: unknown runner '%s' (run, train)", stage_name, runner);
     }
-    rc = run_logged(&a, log, seconds);
+    char mpath[ST_PATH], label[256];
+    srlm_fmt(mpath, sizeof mpath, "%s/%s", stage_dir, !strcmp(runner, "run") ? "run/metrics.jsonl" : "model/metrics.jsonl");
+    srlm_fmt(label, sizeof label, "%s (seed %llu)", stage_name, (unsigned long long)seed);
+    st_watch w = {mpath, label, (int)jnum(sd, "steps", 0)};
+    rc = run_logged_w(&a, log, seconds, &w);
     av_free(&a);
     if (rc) return rc;
     char d[ST_PATH];
@@ -722,7 +777,7 @@ static int write_report(study *S, double total_s) {
     for (int p = 0; p < S->n_pipes; p++) {
         st_pipe *P = &S->pipes[p];
         char sl[512], ab[64];
-        fprintf(t, "| %s | %s |", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"),
+        fprintf(t, "| %s | %s |", S->pipes[p].name,
                 stage_list(P, sl, sizeof sl));
         for (int e = 0; e < S->n_evals; e++) {
             fmt_acc(&P->cells[e], ab, sizeof ab);
@@ -758,7 +813,7 @@ static int write_report(study *S, double total_s) {
         for (int e = 0; e < S->n_evals; e++) fprintf(sp, "---:|---:|");
         fprintf(sp, "\n");
         for (int p = 0; p < S->n_pipes; p++) {
-            fprintf(sp, "| %s |", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"));
+            fprintf(sp, "| %s |", S->pipes[p].name);
             for (int e = 0; e < S->n_evals; e++) {
                 st_cell *c = &S->pipes[p].cells[e];
                 if (c->n > 1) fprintf(sp, " %.3f | %.3f |", c->acc_std, c->acc_max - c->acc_min);
@@ -778,7 +833,7 @@ static int write_report(study *S, double total_s) {
     plot_series *ls = srlm_xcalloc((size_t)S->n_pipes, sizeof *ls), *rs = srlm_xcalloc((size_t)S->n_pipes, sizeof *rs);
     int nl = 0, nr = 0;
     for (int p = 0; p < S->n_pipes; p++) {
-        const char *nm = jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?");
+        const char *nm = S->pipes[p].name;
         if (S->pipes[p].n_loss) ls[nl++] = (plot_series){nm, S->pipes[p].loss_x, S->pipes[p].loss_y, S->pipes[p].n_loss};
         if (S->pipes[p].n_rew) rs[nr++] = (plot_series){nm, S->pipes[p].rew_x, S->pipes[p].rew_y, S->pipes[p].n_rew};
     }
@@ -795,7 +850,7 @@ static int write_report(study *S, double total_s) {
         double *vals = srlm_xcalloc((size_t)S->n_pipes * S->n_evals, sizeof *vals);
         double *errs = srlm_xcalloc((size_t)S->n_pipes * S->n_evals, sizeof *errs);
         for (int p = 0; p < S->n_pipes; p++)
-            groups[p] = jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?");
+            groups[p] = S->pipes[p].name;
         for (int e = 0; e < S->n_evals; e++) {
             series[e] = jstr(json_array_get(S->evals, e), "name", "?");
             for (int p = 0; p < S->n_pipes; p++) {
@@ -831,7 +886,7 @@ static int write_report(study *S, double total_s) {
                "by the reward scorers (pass@1)%s; Δ = difference to the base model.\n\n%s\n",
             S->n_seeds > 1 ? ", mean ± sample std over seeds" : "", table);
     for (int p = 0; p < S->n_pipes; p++)
-        if (S->pipes[p].failed) fprintf(r, "- **%s failed**: %s\n", jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"), S->pipes[p].error);
+        if (S->pipes[p].failed) fprintf(r, "- **%s failed**: %s\n", S->pipes[p].name, S->pipes[p].error);
     fprintf(r, "\n## Seed spread\n\n%s\n", spread);
     fprintf(r, "## Evaluation sets\n\n| name | dataset | problems | completions scored (all models) | scorer errors |\n|---|---|---:|---:|---:|\n");
     for (int e = 0; e < S->n_evals; e++) {
@@ -874,7 +929,7 @@ static int write_results_json(study *S) {
     json_t *o = json_pack("{s:s,s:[]}", "name", S->name, "pipelines");
     for (int p = 0; p < S->n_pipes; p++) {
         json_t *po = json_pack("{s:s,s:O,s:b,s:o}", "name",
-                               jstr(json_array_get(json_object_get(S->cfg, "pipelines"), p), "name", "?"), "stages",
+                               S->pipes[p].name, "stages",
                                S->pipes[p].stages, "failed", S->pipes[p].failed, "eval", json_object());
         for (int e = 0; e < S->n_evals; e++) {
             st_cell *c = &S->pipes[p].cells[e];
@@ -1264,6 +1319,21 @@ int st_run(const st_opts *o) {
             write_report(&S, srlm_now() - S.t0);
             goto out;
         }
+    }
+    if (o->only) { /* the report shows the pipelines that ran */
+        int k = 0;
+        for (int p = 0; p < S.n_pipes; p++) {
+            if (in_list(o->only, S.pipes[p].name)) {
+                S.pipes[k++] = S.pipes[p];
+            } else {
+                free(S.pipes[p].cells);
+                free(S.pipes[p].loss_x);
+                free(S.pipes[p].loss_y);
+                free(S.pipes[p].rew_x);
+                free(S.pipes[p].rew_y);
+            }
+        }
+        S.n_pipes = k;
     }
     rc = write_results_json(&S);
     if (!rc) rc = write_report(&S, srlm_now() - S.t0);

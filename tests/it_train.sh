@@ -42,6 +42,14 @@ grep -a -q '"BF16"' "$T/lo/model.safetensors"
 first=$(head -1 "$T/k/metrics.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/')
 last=$(tail -1 "$T/k/metrics.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/')
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || { echo "KD loss did not drop: $first -> $last"; exit 1; }
+# resume: 6 steps straight == 3 steps + --resume checkpoint-3 for 3 more (bit-identical)
+"$BIN" train sft --model "$T/m" --data "$T/d.jsonl" --out "$T/a" --lr 3e-3 --steps 6 --batch-size 2 \
+  --grad-accum 2 --save-every 3 --seed 4 --threads 1 2>/dev/null
+test -s "$T/a/checkpoint-3/optimizer.safetensors"
+"$BIN" train sft --model "$T/m" --data "$T/d.jsonl" --out "$T/b" --resume "$T/a/checkpoint-3" --steps 6 \
+  --batch-size 2 --grad-accum 2 --seed 4 --threads 1 2>/dev/null
+[ "$(sha256sum < "$T/a/model.safetensors")" = "$(sha256sum < "$T/b/model.safetensors")" ] || { echo "resume differs"; exit 1; }
+[ "$(wc -l < "$T/b/metrics.jsonl")" -eq 3 ] || { echo "resumed run should log 3 steps"; exit 1; }
 # errors: bad record → 1 naming file:line; missing flags / bad mode → 2
 echo '{"prompt": "a", "completion": "b"}' > "$T/bad.jsonl"
 echo '{"prompt": 3, "completion": "b"}' >> "$T/bad.jsonl"
