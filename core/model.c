@@ -4,6 +4,8 @@
 #include "model.h"
 
 #include <cblas.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -132,6 +134,16 @@ int lm_config_parse(const char *text, const char *path, lm_config *c) {
     }
     c->num_kv_heads = -1;
     int hd = -1;
+    /* the sizes have no sensible default: a config without them is not a model config */
+    static const char *const required[] = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                           "num_attention_heads"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        json_t *v = json_object_get(root, required[i]);
+        if (!v || json_is_null(v)) {
+            rc = srlm_set_error(SRLM_EFORMAT, "%s: required field \"%s\" is missing", path, required[i]);
+            goto out;
+        }
+    }
     if ((rc = get_int(root, "vocab_size", &c->vocab_size, 1, path)) ||
         (rc = get_int(root, "hidden_size", &c->hidden_size, 1, path)) ||
         (rc = get_int(root, "intermediate_size", &c->intermediate_size, 1, path)) ||
@@ -184,8 +196,8 @@ int lm_config_parse(const char *text, const char *path, lm_config *c) {
         rc = srlm_set_error(SRLM_EUNSUPPORTED, "%s: head_dim %d must be even and <= 1024", path, c->head_dim);
         goto out;
     }
-    if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 1)) {
-        rc = srlm_set_error(SRLM_EINVAL, "%s: rms_norm_eps must be > 0 and rope_theta > 1", path);
+    if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 1) || !isfinite(c->rms_norm_eps) || !isfinite(c->rope_theta)) {
+        rc = srlm_set_error(SRLM_EINVAL, "%s: rms_norm_eps must be finite and > 0, rope_theta finite and > 1", path);
         goto out;
     }
 out:
@@ -464,6 +476,60 @@ static int load_from_file(lm_model *m, st_file *f, unsigned char *found) {
     return 0;
 }
 
+/* Before allocating the parameters: a config.json that describes more parameters than
+ * the directory's *.safetensors files can hold (≥ 2 bytes each) is an error, not a
+ * multi-GB zero-filled allocation (e.g. num_hidden_layers 100000 next to a tiny file).
+ * Small models (≤ 2^26 parameters, 256 MB as f32) skip it, so that their per-tensor
+ * errors (missing tensor, wrong shape, ...) are the ones reported. */
+static int check_config_vs_files(const char *dir, const char *cfg_path, const lm_config *cfg) {
+    lm_model tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.cfg = *cfg;
+    build_table(&tmp);
+    size_t numel = 0;
+    for (int i = 0; i < tmp.n_tensors; i++) numel += tmp.tensors[i].numel;
+    free(tmp.tensors);
+    DIR *d = opendir(dir);
+    if (!d) return 0; /* the open of the weights reports it */
+    size_t bytes = 0;
+    int nfiles = 0;
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") || !strcmp(e->d_name, "adapter_model.safetensors") ||
+            !strcmp(e->d_name, "optimizer.safetensors"))
+            continue;
+        struct stat st;
+        if (srlm_fmt(p, sizeof p, "%s/%s", dir, e->d_name) || stat(p, &st) || !S_ISREG(st.st_mode) || st.st_size < 8)
+            continue; /* a truncated file is reported by st_open */
+        bytes += (size_t)st.st_size;
+        nfiles++;
+    }
+    closedir(d);
+    if (nfiles && numel > ((size_t)1 << 26) && numel > bytes / 2)
+        return srlm_set_error(SRLM_EINVAL,
+                              "%s: describes %zu parameters (%.2f GB as BF16) but %s holds only %zu bytes of "
+                              "safetensors; the config does not match the weights",
+                              cfg_path, numel, numel * 2.0 / 1e9, dir, bytes);
+    return 0;
+}
+
+/* Every parameter must be finite: a NaN / Inf weight would silently turn every logit
+ * into NaN. Names the first bad tensor. */
+static int check_finite(const lm_model *m, const char *file) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const lm_tensor *t = &m->tensors[i];
+        const float *x = m->params + t->offset;
+        int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static) if (t->numel > 65536)
+        for (size_t j = 0; j < t->numel; j++) bad |= !isfinite(x[j]);
+        if (bad)
+            return srlm_set_error(SRLM_EINVAL, "%s: tensor %s contains NaN or Inf values", file, t->name);
+    }
+    return 0;
+}
+
 int lm_model_load(const char *dir, lm_model **out) {
     *out = NULL;
     char path[4096];
@@ -471,6 +537,7 @@ int lm_model_load(const char *dir, lm_model **out) {
     lm_config cfg;
     if ((rc = path_join(path, sizeof path, dir, "config.json"))) return rc;
     if ((rc = lm_config_load(path, &cfg))) return rc;
+    if ((rc = check_config_vs_files(dir, path, &cfg))) return rc;
     lm_model *m;
     if ((rc = lm_model_create(&cfg, &m))) return rc;
     unsigned char *found = srlm_xcalloc((size_t)m->n_tensors, 1);
@@ -537,6 +604,7 @@ int lm_model_load(const char *dir, lm_model **out) {
             rc = srlm_set_error(SRLM_ENOTFOUND, "%s: tensor %s is missing", first_file, m->tensors[i].name);
             goto fail;
         }
+    if ((rc = check_finite(m, first_file))) goto fail;
     free(found);
     /* generation_config.json: eos ids override config.json's */
     path_join(path, sizeof path, dir, "generation_config.json");

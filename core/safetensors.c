@@ -75,7 +75,7 @@ void st_close(st_file *f) {
 
 static int parse_header(st_file *f, const char *hdr, size_t hlen) {
     json_error_t jerr;
-    json_t *root = json_loadb(hdr, hlen, 0, &jerr);
+    json_t *root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &jerr); /* duplicate tensor names */
     if (!root) return srlm_set_error(SRLM_EFORMAT, "%s: header is not valid JSON: %s (col %d)",
                                      f->path, jerr.text, jerr.column);
     int rc = 0;

@@ -66,11 +66,13 @@ int lm_sampling_from_json(lm_sampling *s, const char *text, const char *path) {
 }
 
 int lm_sampling_validate(const lm_sampling *s) {
-    if (s->do_sample && !(s->temperature > 0))
-        return srlm_set_error(SRLM_EINVAL, "temperature must be > 0 when sampling (got %g)", s->temperature);
+    if (s->do_sample && !(s->temperature >= 1e-6f && isfinite(s->temperature)))
+        return srlm_set_error(SRLM_EINVAL,
+                              "temperature must be finite and >= 1e-6 when sampling (got %g; use greedy decoding for "
+                              "argmax)", s->temperature);
     if (!(s->top_p > 0 && s->top_p <= 1)) return srlm_set_error(SRLM_EINVAL, "top_p must be in (0, 1] (got %g)", s->top_p);
     if (s->top_k < 0) return srlm_set_error(SRLM_EINVAL, "top_k must be >= 0 (got %d)", s->top_k);
-    if (!(s->repetition_penalty > 0))
+    if (!(s->repetition_penalty > 0) || !isfinite(s->repetition_penalty))
         return srlm_set_error(SRLM_EINVAL, "repetition_penalty must be > 0 (got %g)", s->repetition_penalty);
     if (s->max_new_tokens <= 0) return srlm_set_error(SRLM_EINVAL, "max_new_tokens must be > 0 (got %d)", s->max_new_tokens);
     return 0;

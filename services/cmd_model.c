@@ -1,5 +1,7 @@
 /* cmd_model.c — `srlm init`, `srlm forward`, `srlm generate` (docs/model.md). */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -231,8 +233,31 @@ int cmd_generate(int argc, char **argv) {
     int max_new = -1, top_k = -1, greedy = 0;
     float temp = -1, top_p = -1, rep = -1;
     long long seed = -1;
+    int bad_flag = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hn:", opts, NULL)) != -1) {
+        /* numeric flags: the whole argument must parse and be in range (no silent 0 from
+         * atoi, no NaN/Inf, no negative value mistaken for "not given") */
+        if (c == 'n' || c == O_MAXNEW || c == O_TOPK || c == O_SEED || c == O_THREADS) {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < (c == O_TOPK || c == O_SEED || c == O_THREADS ? 0 : 1) ||
+                v > INT_MAX) {
+                fprintf(stderr, "srlm generate: bad value '%s' for --%s\n", optarg,
+                        c == 'n' ? "num" : c == O_MAXNEW ? "max-new-tokens" : c == O_TOPK ? "top-k"
+                                         : c == O_SEED ? "seed" : "threads");
+                bad_flag = 1;
+            }
+        } else if (c == O_TEMP || c == O_TOPP || c == O_REP) {
+            char *end;
+            float v = strtof(optarg, &end);
+            if (end == optarg || *end || !isfinite(v) || v < 0) {
+                fprintf(stderr, "srlm generate: bad value '%s' for --%s (a finite number >= 0)\n", optarg,
+                        c == O_TEMP ? "temperature" : c == O_TOPP ? "top-p" : "repetition-penalty");
+                bad_flag = 1;
+            }
+        }
         switch (c) {
         case 'm': model = optarg; break;
         case 'p': prompt = optarg; break;
@@ -252,6 +277,7 @@ int cmd_generate(int argc, char **argv) {
         default: generate_usage(stderr); return 2;
         }
     }
+    if (bad_flag) return 2;
     if (!model || (!prompt == !ids_s) || optind < argc || G < 1 || G > 4096) {
         if (!model || (!prompt == !ids_s)) fprintf(stderr, "srlm generate: need --model and one of --prompt / --ids\n");
         generate_usage(stderr);
@@ -323,6 +349,10 @@ int cmd_generate(int argc, char **argv) {
         rc = 2;
         goto done;
     }
+    if ((long long)np + s.max_new_tokens > m->cfg.max_position_embeddings)
+        SRLM_WARN("prompt (%zu tokens) + max_new_tokens (%d) exceeds max_position_embeddings %d of %s/config.json: "
+                  "positions beyond it are extrapolated (RoPE has no hard limit) and quality degrades",
+                  np, s.max_new_tokens, m->cfg.max_position_embeddings, model);
     out = calloc((size_t)G, sizeof *out);
     double t0 = srlm_now();
     if (lm_generate_group(m, pids, (int)np, G, &s, out)) {
