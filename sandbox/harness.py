@@ -14,7 +14,7 @@
 # A candidate can therefore only choose which plain values its functions return; it
 # cannot see the tests, cannot reach the record socket and cannot influence how a result
 # is compared. See docs/sandbox.md.
-import os, sys, json, ast, socket, select, signal, time, builtins, importlib
+import os, sys, json, socket, select, signal, time, builtins, importlib
 
 MAXMSG = 16 << 20
 
@@ -163,14 +163,16 @@ def _zygote_main(ctl, in_pidns):
     os.closerange(3, ctl.fileno())
     os.closerange(ctl.fileno() + 1, 1 << 16)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # Warm the modules solutions commonly import, once, so every per-test fork has them.
-    for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
-              'string', 'bisect'):
-        try:
-            importlib.import_module(m)
-        except Exception:
-            pass
     program = _recv(ctl)['program']
+    # Import the common modules the program mentions once, so every per-test fork has them.
+    for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
+              'string', 'bisect', 'random', 'copy', 'operator', 'fractions', 'decimal',
+              'statistics', 'hashlib', 'cmath', 'datetime', 'array'):
+        if m in program:
+            try:
+                importlib.import_module(m)
+            except Exception:
+                pass
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, 64, 1)
@@ -369,19 +371,13 @@ class RemoteConn:
         raise TypeError('malformed reply')
 
 
-def _free_names(tree):
-    names = set()
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
-            names.add(n.id)
-    return names
-
-
 def _mentions(node, names):
+    import ast
     return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
 
 
 def _plan(job):
+    import ast
     """Split the trusted tests into independent test units.
     Returns (units, kind): humaneval units are (check_module_ast, fn_name); mbpp units are
     statement ASTs. Trusted code only (the data set), never the candidate."""
@@ -411,7 +407,7 @@ def _plan(job):
             units.append(compile(tree, '<tests>', 'exec'))
     else:
         for t in job['tests']:
-            units.append(compile(ast.parse(t, '<tests>'), '<tests>', 'exec'))
+            units.append(compile(t, '<tests>', 'exec'))
     return units
 
 
@@ -430,13 +426,16 @@ def _run_unit(job, unit, rc):
     if job['format'] == 'humaneval' and job.get('prompt'):
         # The prompt is trusted data: its helper functions (poly, encode_cyclic, ...) are
         # used by some checks. Its entry point stub is replaced by the candidate.
-        exec(compile(job['prompt'], '<prompt>', 'exec'), ns)
+        if '_prompt_code' not in job:
+            job['_prompt_code'] = compile(job['prompt'], '<prompt>', 'exec')
+        exec(job['_prompt_code'], ns)
         ns.pop(entry, None)
     remote = job['remote_names']
     if job.get('setup'):
-        setup = ast.parse(job['setup'], '<setup>')
-        _bind_free(ns, setup, rc, remote)
-        exec(compile(setup, '<setup>', 'exec'), ns)
+        if '_setup_code' not in job:
+            job['_setup_code'] = compile(job['setup'], '<setup>', 'exec')
+        _bind_free(ns, job['_setup_code'], rc, remote)
+        exec(job['_setup_code'], ns)
     _bind_free(ns, unit, rc, remote)
     exec(unit, ns)
     if '__srlm_check' in ns:
@@ -446,16 +445,13 @@ def _run_unit(job, unit, rc):
 
 
 def _bind_free(ns, code, rc, remote_names):
-    if isinstance(code, ast.AST):
-        names = _free_names(code)
-    else:
-        names = set()
-        stack = [code]
-        while stack:
-            c = stack.pop()
-            names.update(c.co_names)
-            names.update(c.co_freevars)
-            stack.extend(k for k in c.co_consts if hasattr(k, 'co_names'))
+    names = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        names.update(c.co_freevars)
+        stack.extend(k for k in c.co_consts if hasattr(k, 'co_names'))
     for n in names:
         if n in ns or (hasattr(builtins, n) and n not in remote_names):
             continue
@@ -507,13 +503,12 @@ def main():
         # (MBPP 126 defines `sum`): the entry point and the reference solution's top-level
         # definitions. Taken from trusted data, never from the candidate's program.
         remote = {job.get('entry_point') or ''}
-        if job.get('reference'):
-            try:
-                for n in ast.parse(job['reference']).body:
-                    if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
-                        remote.add(n.name)
-            except SyntaxError:
-                pass
+        for line in (job.get('reference') or '').split('\n'):
+            for kw in ('def ', 'class ', 'async def '):
+                if line.startswith(kw):
+                    name = line[len(kw):].split('(')[0].split(':')[0].strip()
+                    if name.isidentifier():
+                        remote.add(name)
         job['remote_names'] = remote
         units = _plan(job)
     except Exception as e:
