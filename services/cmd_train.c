@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,13 +185,15 @@ static int load_data(const char *path, const tok_tokenizer *tok, int V, int max_
         if (nl) *nl = 0;
         line++;
         char *q = s;
+        if (line == 1 && !strncmp(q, "\xEF\xBB\xBF", 3)) q += 3; /* UTF-8 byte order mark */
         while (*q == ' ' || *q == '\t' || *q == '\r') q++;
         if (*q) {
             json_error_t e;
             json_t *o = json_loads(q, 0, &e);
             if (!json_is_object(o)) {
+                rc = srlm_set_error(SRLM_EINVAL, "%s:%d: not a JSON object%s%s", path, line, o ? "" : ": ",
+                                    o ? "" : e.text);
                 json_decref(o);
-                rc = srlm_set_error(SRLM_EINVAL, "%s:%d: not a JSON object: %s", path, line, e.text);
                 break;
             }
             example ex;
@@ -248,6 +251,29 @@ static int move_files(const char *src, const char *dst) {
     return rc;
 }
 
+/* Remove what a killed run left in OUT: `checkpoint-N.tmp.PID` / `checkpoint-N.old.PID`
+ * (tr_save) and `.final.PID` (the final save) of processes that no longer exist. A
+ * complete checkpoint-N is never touched. */
+static void remove_stale_saves(const char *out) {
+    DIR *d = opendir(out);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *p = strstr(e->d_name, ".tmp.");
+        if (!p) p = strstr(e->d_name, ".old.");
+        if (!p && !strncmp(e->d_name, ".final.", 7)) p = e->d_name + 2; /* p + 5 = the pid */
+        if (!p) continue;
+        char *end;
+        long pid = strtol(p + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[8400];
+        snprintf(path, sizeof path, "%s/%s", out, e->d_name);
+        SRLM_WARN("removing %s, left by a killed run (pid %ld)", path, pid);
+        srlm_rm_rf(path);
+    }
+    closedir(d);
+}
+
 /* Next row index of a seeded permutation per epoch (a resumed run replays the draws). */
 static int next_row(int *perm, int n, int *pos, srlm_rng *rng) {
     if (*pos == n) {
@@ -266,8 +292,8 @@ static int parse_num(const char *s, double *out, const char *flag) {
     char *end;
     errno = 0;
     *out = strtod(s, &end);
-    if (errno || *end || end == s) {
-        fprintf(stderr, "srlm train: %s: '%s' is not a number\n", flag, s);
+    if (errno || *end || end == s || !isfinite(*out)) {
+        fprintf(stderr, "srlm train: %s: '%s' is not a finite number\n", flag, s);
         return -1;
     }
     return 0;
@@ -403,6 +429,7 @@ int cmd_train(int argc, char **argv) {
         ds_free(&ds);
         return 1;
     }
+    remove_stale_saves(out);
     char mpath[4200];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", out);
     FILE *mf = fopen(mpath, resume ? "a" : "w");

@@ -278,14 +278,32 @@ static int mb_train(tr_trainer *t, mbatch *mb, lm_head_loss_fn fn, void *ctx, do
     return rc;
 }
 
-static void finish_step(tr_trainer *t, tr_metrics *mt, double t0, long all_tokens) {
+/* Clip and apply the accumulated gradient. A non-finite loss or gradient norm (overflow,
+ * NaN data / weights) stops here with SRLM_EINVAL before anything is updated: the
+ * parameters, the optimizer state and its step stay those of the last good step, so a
+ * checkpoint saved afterwards (or the last one on disk) never holds NaN. */
+static int finish_step(tr_trainer *t, tr_metrics *mt, double t0, long all_tokens) {
     float lr = opt_lr_at(&t->opt->cfg, t->opt->step);
-    mt->grad_norm = opt_clip_grad_norm(t->grad, t->n_train, t->opt->cfg.max_grad_norm);
+    double norm = opt_grad_norm(t->grad, t->n_train);
+    mt->grad_norm = norm;
+    if (!isfinite(norm) || !isfinite(mt->loss)) {
+        memset(t->grad, 0, sizeof(float) * t->n_train);
+        return srlm_set_error(SRLM_EINVAL,
+                              "step %ld: non-finite loss (%g) or gradient norm (%g); parameters not updated "
+                              "(lower --lr, check the data and the model weights)",
+                              t->opt->step + 1, mt->loss, norm);
+    }
+    float max_norm = t->opt->cfg.max_grad_norm;
+    if (max_norm > 0) { /* clip_grad_norm_ (opt_clip_grad_norm without recomputing the norm) */
+        double coef = (double)max_norm / (norm + 1e-6);
+        if (coef < 1.0) opt_scale(t->grad, t->n_train, (float)coef);
+    }
     opt_step(t->opt, t->train, t->grad, lr);
     mt->lr = lr;
     mt->step = t->opt->step;
     mt->seconds = srlm_now() - t0;
     mt->tokens_per_s = mt->seconds > 0 ? all_tokens / mt->seconds : 0;
+    return 0;
 }
 
 /* ---- SFT ------------------------------------------------------------------------------ */
@@ -341,8 +359,7 @@ int tr_sft_step(tr_trainer *t, const tr_batch *b, tr_metrics *mt) {
     mt->loss = total;
     mt->tokens = ntg;
     mt->rows = b->n_rows;
-    finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
-    return 0;
+    return finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
 }
 
 /* ---- KD ------------------------------------------------------------------------------- */
@@ -425,8 +442,7 @@ int tr_kd_step(tr_trainer *t, const tr_batch *b, const tr_topk *topk, tr_metrics
     mt->loss = total;
     mt->tokens = ntg;
     mt->rows = b->n_rows;
-    finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
-    return 0;
+    return finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
 }
 
 /* ---- GRPO ----------------------------------------------------------------------------- */
@@ -573,8 +589,7 @@ int tr_grpo_step(tr_trainer *t, const tr_rollouts *ro, tr_metrics *mt) {
     mt->ratio_max = acc.ratio_max;
     mt->tokens = total_tok;
     mt->rows = n;
-    finish_step(t, mt, t0, count_tokens(n, ro->len));
-    return 0;
+    return finish_step(t, mt, t0, count_tokens(n, ro->len));
 }
 
 /* ---- checkpoints ---------------------------------------------------------------------- */
