@@ -238,6 +238,11 @@ int lm_generate_batch(lm_model *m, const int32_t *const *prompts, const int *pro
             int32_t *hr = hist + (size_t)r * hcap;
             float lp, slp;
             int32_t t = lm_sample(&sp, logits + (size_t)i * V, s, hr, pl + out[r].n, &rng, &lp, &slp);
+            if (!isfinite(lp)) { /* NaN / Inf logits: weights that overflow; never emit garbage silently */
+                rc = srlm_set_error(SRLM_EINVAL, "generation: non-finite logits at new token %d of row %d "
+                                                 "(the model's weights overflow the forward pass)", out[r].n, r);
+                goto done;
+            }
             hr[pl + out[r].n] = t;
             out[r].ids[out[r].n] = t;
             out[r].logprobs[out[r].n] = lp;

@@ -51,8 +51,8 @@ done
 grep -a -q 'lm_head.weight' "$T/lo/model.safetensors" && fail "tied LoRA save has lm_head.weight"
 "$BIN" generate --model "$T/lo" --prompt "hi" --chat --greedy --max-new-tokens 2 >/dev/null 2>&1 || fail "LoRA output does not load"
 # full fine-tune until the model answers "ok<|im_end|>": generation stops on <|im_end|> (151645)
-"$BIN" train sft --model "$T/m" --data "$T/d.jsonl" --out "$T/o" --steps 25 --batch-size 2 --max-seq-len 32 \
-  --lr 1e-2 --threads 1 --seed 1 2>"$T/err" || { cat "$T/err"; fail "SFT"; }
+"$BIN" train sft --model "$T/m" --data "$T/d.jsonl" --out "$T/o" --steps 12 --batch-size 2 --max-seq-len 32 \
+  --lr 2e-2 --threads 1 --seed 1 2>"$T/err" || { cat "$T/err"; fail "SFT"; }
 out=$("$BIN" generate --model "$T/o" --prompt "hi" --chat --greedy --max-new-tokens 8 --json 2>"$T/err") || fail "$out"
 echo "$out" | grep -q '"finish_reason":"stop"' || fail "did not stop on <|im_end|>: $out"
 echo "$out" | grep -q '151645\],"logprobs"' || fail "stop id not last: $out"

@@ -24,6 +24,9 @@ test -e "$T/nan/checkpoint-2" && fail "a NaN step was checkpointed"
 grep -q '"step": 1' "$T/nan/checkpoint-1/trainer_state.json" || fail "checkpoint-1 step"
 [ "$(wc -l < "$T/nan/metrics.jsonl")" -eq 1 ] || fail "metrics.jsonl should hold only the good step"
 grep -qi nan "$T/nan/metrics.jsonl" && fail "NaN in metrics.jsonl"
+# checkpoint-1 holds finite but huge weights (lr 1e30): generating from it is an error, not NaN text
+set +e; e=$("$BIN" generate --model "$T/nan/checkpoint-1" --prompt "a" --greedy --max-new-tokens 2 2>&1); rc=$?; set -e
+[ $rc -eq 1 ] && echo "$e" | grep -q 'non-finite logits' || fail "generate from overflowing weights: $rc $e"
 # non-finite numeric flags are usage errors
 for f in "--lr nan" "--lr inf" "--max-grad-norm nan" "--lora-alpha inf"; do
   set +e; "$BIN" train sft --model "$T/m" --data "$T/d.jsonl" --out "$T/x" $f >/dev/null 2>&1; rc=$?; set -e
