@@ -47,7 +47,8 @@ const char *lm_finish_reason_name(int r);   /* "stop" | "length" */
 
 /* G completions of one prompt (a GRPO group) sharing the prompt's KV cache. Draws use
  * one srlm_rng seeded with s->seed; each step draws rows in order 0..G-1, so results are
- * deterministic for a seed (and independent of thread count). out [G] filled (caller
+ * deterministic for a seed on a given machine and thread count (sgemm summation order may
+ * change the last bits of the logits with the thread count). out [G] filled (caller
  * frees each with lm_completion_free). prompt_len >= 1. Errors: SRLM_EINVAL, SRLM_ENOMEM. */
 int lm_generate_group(lm_model *m, const int32_t *prompt, int prompt_len, int G,
                       const lm_sampling *s, lm_completion *out);

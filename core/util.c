@@ -142,7 +142,19 @@ static int read_gz(const char *path, char **out, size_t *len, size_t max_bytes) 
             free(buf); gzclose(gz);
             return SRLM_EFORMAT;
         }
-        if (r == 0) break;
+        if (r == 0) {
+            /* zlib reports a truncated stream only through gzerror (Z_BUF_ERROR,
+             * "unexpected end of file") and returns 0 as at a clean end: check it, or a
+             * cut .gz would silently read as a shorter file */
+            int e;
+            (void)gzerror(gz, &e);
+            if (e != Z_OK) {
+                srlm_set_error(SRLM_EFORMAT, "%s: gzip data ends early (truncated or corrupt file)", path);
+                free(buf); gzclose(gz);
+                return SRLM_EFORMAT;
+            }
+            break;
+        }
         n += (size_t)r;
     }
     gzclose(gz);

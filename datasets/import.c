@@ -203,6 +203,8 @@ static int conv_math(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r,
     if (!subject && (rc = opt_str(c, o, is500 ? "type" : "subject", &subject))) return rc;
     char *box = ans ? srlm_xstrdup(ans) : ds_last_boxed(sol);
     if (!box) return perr(c, "no 'answer' field and no \\boxed{...} in 'solution'%s%s", "", "");
+    /* an empty \boxed{} is imported as an empty answer: the real MATH train set has one
+     * (train/number_theory/7115.json) and its record count is part of the contract */
     json_t *lv = json_object_get(o, "level");
     json_t *meta = json_object();
     if (subject) json_object_set_new(meta, "subject", json_string(subject));
@@ -426,7 +428,10 @@ static int conv_jsonl(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r
             if (!json_is_string(ro) || !json_is_string(co))
                 return perr(c, "field '%s' (messages): each element needs string 'role' and 'content'%s",
                             map_key(c, "messages"), "");
-            ds_push_message(r, json_string_value(ro), json_string_value(co));
+            const char *role = json_string_value(ro);
+            if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "tool"))
+                return perr(c, "field 'messages': role '%s' is not system, user, assistant or tool%s", role, "");
+            ds_push_message(r, role, json_string_value(co));
         }
     }
     /* metadata: the mapped object plus every input key no field took */
@@ -460,6 +465,20 @@ static int conv_jsonl(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r
 }
 
 /* ---- files -------------------------------------------------------------------------- */
+
+/* Two records of one file with the same id (a repeated "id" key in JSONL, a repeated MBPP
+ * task_id): an error naming both lines, before the store would refuse the write. */
+static int check_dup_id(const pctx *c, json_t *seen, const char *id) {
+    if (!id) return 0;
+    json_t *prev = json_object_get(seen, id);
+    if (prev) {
+        char first[48];
+        snprintf(first, sizeof first, "%s %lld", c->array ? "element" : "line", (long long)json_integer_value(prev));
+        return perr(c, "duplicate id '%s' (first on %s)", id, first);
+    }
+    json_object_set_new(seen, id, json_integer(c->line));
+    return 0;
+}
 
 static int convert(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r) {
     const char *f = c->opts->format;
@@ -497,7 +516,7 @@ int ds_parse_file(const ds_import_opts *opts, const char *path, ds_recvec *out, 
     char *buf;
     size_t len;
     rc = srlm_read_file(path, &buf, &len, MAX_IMPORT_BYTES);
-    if (rc) return srlm_set_error(rc, "%s: %s", path, srlm_last_error());
+    if (rc) return rc; /* the message names the file */
     pctx c = {.opts = opts, .path = path};
     c.source = !strcmp(opts->format, "jsonl") ? (opts->source ? opts->source : "jsonl") : opts->format;
     if (!*c.source || strchr(c.source, '/') || strchr(c.source, ',')) {
@@ -507,6 +526,7 @@ int ds_parse_file(const ds_import_opts *opts, const char *path, ds_recvec *out, 
     if ((rc = parse_map(opts->map, &c.map_to, &c.map_from, &c.n_map))) { free(buf); return rc; }
     size_t n0 = out->n;
     uint32_t ord = *ordinal;
+    json_t *seen = json_object(); /* id -> line of its first record in this file */
     if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) { /* UTF-8 byte order mark */
         memmove(buf, buf + 3, len - 3 + 1);
         len -= 3;
@@ -523,6 +543,7 @@ int ds_parse_file(const ds_import_opts *opts, const char *path, ds_recvec *out, 
             c.line = (long)i + 1;
             Dataset__Record *r = ds_record_new();
             rc = convert(&c, json_array_get(arr, i), ord, r);
+            if (!rc) rc = check_dup_id(&c, seen, r->id);
             if (rc) { ds_record_free(r); break; }
             ds_recvec_push(out, r);
             ord++;
@@ -550,6 +571,7 @@ int ds_parse_file(const ds_import_opts *opts, const char *path, ds_recvec *out, 
             Dataset__Record *r = ds_record_new();
             rc = convert(&c, o, ord, r);
             json_decref(o);
+            if (!rc) rc = check_dup_id(&c, seen, r->id);
             if (rc) { ds_record_free(r); break; }
             ds_recvec_push(out, r);
             ord++;
@@ -560,6 +582,7 @@ int ds_parse_file(const ds_import_opts *opts, const char *path, ds_recvec *out, 
     free(c.map_to);
     free(c.map_from);
     free(buf);
+    json_decref(seen);
     if (rc) {
         for (size_t i = n0; i < out->n; i++) ds_record_free(out->v[i]);
         out->n = n0;

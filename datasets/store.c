@@ -366,7 +366,7 @@ static int replace_group(ds_store *s, MDB_txn *txn, const ds_group *g) {
         rc = mdb_put(txn, s->rec, &rk, &rv, MDB_NOOVERWRITE);
         if (rc == MDB_KEYEXIST) {
             free(buf);
-            return srlm_set_error(SRLM_EINVAL, "%s/%s record %zu: duplicate id '%s' (already in the store or in this import)",
+            return srlm_set_error(SRLM_EFORMAT, "%s/%s record %zu: duplicate id '%s' (already in the store or in this import)",
                                   source, split, i, r->id);
         }
         if (rc) { free(buf); goto lmdb_fail; }

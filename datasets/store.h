@@ -96,7 +96,7 @@ typedef struct {
  * and the import metadata written; then the generation is bumped. Every record must carry
  * id, source == group source, split == group split. Importing the same content again gives
  * the same store (idempotent). On any error nothing changes.
- * Errors: SRLM_EINVAL (duplicate id, bad names), SRLM_EIO / SRLM_ENOMEM (LMDB). */
+ * Errors: SRLM_EFORMAT (duplicate id), SRLM_EINVAL (bad names), SRLM_EIO / SRLM_ENOMEM (LMDB). */
 int ds_replace(ds_store *s, const ds_group *groups, int n_groups);
 
 /* Number of records in the store. */

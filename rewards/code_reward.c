@@ -279,7 +279,9 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
     rs.max_wall = c->max_wall_s;
     rs.setup_wall = 5.0;
     sbx_limits lim = c->lim;
-    lim.wall_s = rs.setup_wall + 2 * rs.timeout; /* until the plan arrives */
+    /* Until the plan arrives only our harness runs (no candidate code yet): be generous,
+     * a busy machine can take seconds to start the interpreter. */
+    lim.wall_s = c->max_wall_s < 30.0 ? c->max_wall_s : 30.0;
     if (lim.cpu_s <= 0) lim.cpu_s = (int)ceil(c->max_wall_s) + 1;
     char *argv[] = {(char *)c->python, "-I", "-S", "-B", "-c", (char *)sbx_harness_py, NULL};
     sbx_job sj = {argv, input, strlen(input), on_record, &rs};

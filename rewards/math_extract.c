@@ -37,8 +37,10 @@ static pcre2_code *compile(const char *pat) {
 }
 
 static void re_init(void) {
-    RE_FINAL = compile("final\\s+answer\\s*(?:is\\b|:)\\s*(?::\\s*)?");
-    RE_ANSWER = compile("\\banswer\\s*(?:is\\b|:|=)\\s*(?::\\s*)?");
+    /* "Final Answer: x", "**Final Answer**: x", "**Final Answer:** x", "final answer is x",
+     * also with a full-width colon (U+FF1A, bytes EF BC 9A) */
+    RE_FINAL = compile("final\\s+answer\\s*(?:\\*\\*|__)?\\s*(?:is\\b|:|\xef\xbc\x9a)\\s*(?:(?::|\xef\xbc\x9a)\\s*)?");
+    RE_ANSWER = compile("\\banswer\\s*(?:\\*\\*|__)?\\s*(?:is\\b|:|=|\xef\xbc\x9a)\\s*(?:(?::|\xef\xbc\x9a)\\s*)?");
     RE_NUMBER = compile("-?\\d{1,3}(?:,\\d{3})+(?:\\.\\d+)?|-?\\d+(?:\\.\\d+)?|-?\\.\\d+");
 }
 
@@ -254,7 +256,8 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
         while (np < 16 && last_box(t, parts[np - 1].start, &prev) && prev.end <= parts[np - 1].start &&
                only_separators(t + prev.end, parts[np - 1].start - prev.end))
             parts[np++] = prev;
-        size_t o = 0;
+        size_t o = 0, first_len = 0;
+        int nparts = 0, all_same = 1;
         rc = 0;
         char *tmp = malloc(MR_MAX_ANSWER + 1);
         if (!tmp) { free(t); return SRLM_ENOMEM; }
@@ -262,10 +265,15 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
             int r2 = clean_copy(t + parts[i].cs, parts[i].cl, tmp, MR_MAX_ANSWER + 1);
             if (r2 == SRLM_ENOTFOUND) continue;
             if (r2) { rc = r2; break; }
+            size_t tl = strlen(tmp);
+            if (nparts && (tl != first_len || memcmp(out, tmp, tl))) all_same = 0;
             if (o && append(out, outlen, &o, ", ", 2)) rc = SRLM_ENOMEM;
-            else if (append(out, outlen, &o, tmp, strlen(tmp))) rc = SRLM_ENOMEM;
+            else if (append(out, outlen, &o, tmp, tl)) rc = SRLM_ENOMEM;
+            if (!nparts++) first_len = tl;
         }
         free(tmp);
+        /* the same answer boxed twice in a row ("\boxed{7} \boxed{7}") is one answer */
+        if (!rc && nparts > 1 && all_same) out[first_len] = 0;
         if (!rc && o == 0) rc = SRLM_ENOTFOUND;
         if (!rc) {
             *rule = MR_RULE_BOXED;

@@ -137,9 +137,108 @@ static void fix_thousands(char *s) {
     }
 }
 
-/* Canonical rewrite of an answer string (see PRENORM). out has outlen bytes. */
-static void mr_prenorm(const char *s, char *out, size_t outlen) {
+/* Decode one well-formed UTF-8 sequence at s (lead byte >= 0x80); *n gets its length.
+ * Returns the code point, or -1 for an ill-formed sequence (then *n = 1). */
+static long utf8_cp(const unsigned char *s, int *n) {
+    *n = 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf && (s[1] & 0xc0) == 0x80) {
+        *n = 2;
+        return ((long)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
+    }
+    if (s[0] >= 0xe0 && s[0] <= 0xef && (s[1] & 0xc0) == 0x80 && (s[2] & 0xc0) == 0x80) {
+        long c = ((long)(s[0] & 0x0f) << 12) | ((long)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+        if (c < 0x800) return -1;
+        *n = 3;
+        return c;
+    }
+    if (s[0] >= 0xf0 && s[0] <= 0xf4 && (s[1] & 0xc0) == 0x80 && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80) {
+        long c = ((long)(s[0] & 0x07) << 18) | ((long)(s[1] & 0x3f) << 12) | ((long)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+        if (c < 0x10000 || c > 0x10ffff) return -1;
+        *n = 4;
+        return c;
+    }
+    return -1;
+}
+
+/* Superscript digit / sign code points -> ASCII, 0 if c is none. */
+static char superscript_ascii(long c) {
+    switch (c) {
+    case 0x2070: return '0';
+    case 0xb9: return '1';
+    case 0xb2: return '2';
+    case 0xb3: return '3';
+    case 0x207b: return '-';
+    case 0x207a: return '+';
+    default: return (c >= 0x2074 && c <= 0x2079) ? (char)('0' + (c - 0x2070)) : 0;
+    }
+}
+
+/* Fold the Unicode forms that models write for ASCII math into ASCII / LaTeX before the
+ * PRENORM rules: full-width forms U+FF01..FF5E (１８ -> 18, ／ -> /), ideographic space
+ * and full stop, the other space characters (U+2000..200A, U+3000) -> space, invisible
+ * format characters (zero-width spaces and joiners, LRM/RLM, bidi embeddings and
+ * isolates, word joiner, BOM) -> nothing, superscript runs (x²³ -> x^{23}, 10⁻³ ->
+ * 10^{-3}), vulgar fractions (½ -> \frac{1}{2}, so 3½ is a mixed number), the fraction
+ * slash U+2044 and the division slash U+2215 -> /, the asterisk operator U+2217 and the
+ * dot operator U+22C5 -> *. Other bytes are copied unchanged. */
+static void unifold(const char *s, char *out, size_t outlen) {
+    static const struct { long cp; const char *to; } VULGAR[] = {
+        {0xbd, "\\frac{1}{2}"}, {0xbc, "\\frac{1}{4}"}, {0xbe, "\\frac{3}{4}"}, {0x2153, "\\frac{1}{3}"},
+        {0x2154, "\\frac{2}{3}"}, {0x2155, "\\frac{1}{5}"}, {0x2156, "\\frac{2}{5}"}, {0x2157, "\\frac{3}{5}"},
+        {0x2158, "\\frac{4}{5}"}, {0x2159, "\\frac{1}{6}"}, {0x215a, "\\frac{5}{6}"}, {0x215b, "\\frac{1}{8}"},
+        {0x215c, "\\frac{3}{8}"}, {0x215d, "\\frac{5}{8}"}, {0x215e, "\\frac{7}{8}"},
+    };
     size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && o + 16 < outlen) {
+        if (*p < 0x80) { out[o++] = (char)*p++; continue; }
+        int n;
+        long c = utf8_cp(p, &n);
+        if (c >= 0xff01 && c <= 0xff5e) { out[o++] = (char)(c - 0xfee0); p += n; continue; }
+        if (c == 0x3000 || (c >= 0x2000 && c <= 0x200a) || c == 0x205f) { out[o++] = ' '; p += n; continue; }
+        if (c == 0x3002 || c == 0xff61) { out[o++] = '.'; p += n; continue; }
+        if ((c >= 0x200b && c <= 0x200f) || (c >= 0x202a && c <= 0x202e) || (c >= 0x2060 && c <= 0x2064) ||
+            (c >= 0x2066 && c <= 0x2069) || c == 0xfeff || c == 0xad) { p += n; continue; }
+        if (c == 0x2044 || c == 0x2215) { out[o++] = '/'; p += n; continue; }
+        if (c == 0x2217 || c == 0x22c5) { out[o++] = '*'; p += n; continue; }
+        if (superscript_ascii(c)) {
+            out[o++] = '^';
+            out[o++] = '{';
+            int m;
+            long d;
+            while (o + 4 < outlen && (d = utf8_cp(p, &m)) >= 0 && superscript_ascii(d)) {
+                out[o++] = superscript_ascii(d);
+                p += m;
+            }
+            out[o++] = '}';
+            continue;
+        }
+        int done = 0;
+        for (size_t v = 0; v < sizeof VULGAR / sizeof VULGAR[0]; v++)
+            if (VULGAR[v].cp == c) {
+                size_t tl = strlen(VULGAR[v].to);
+                memcpy(out + o, VULGAR[v].to, tl);
+                o += tl;
+                p += n;
+                done = 1;
+                break;
+            }
+        if (done) continue;
+        while (n-- > 0 && *p) out[o++] = (char)*p++;
+    }
+    out[o] = 0;
+}
+
+/* Canonical rewrite of an answer string (see PRENORM). out has outlen bytes. */
+static void mr_prenorm(const char *s0, char *out, size_t outlen) {
+    size_t o = 0;
+    char *fold = malloc(outlen);
+    if (!fold) {
+        if (outlen) out[0] = 0;
+        return;
+    }
+    unifold(s0, fold, outlen);
+    const char *s = fold;
     const size_t NR = sizeof PRENORM / sizeof PRENORM[0];
     while (*s && o + 8 < outlen) {
         int done = 0;
@@ -178,6 +277,7 @@ static void mr_prenorm(const char *s, char *out, size_t outlen) {
         }
     }
     out[o] = 0;
+    free(fold);
     fix_thousands(out);
 }
 
@@ -189,8 +289,18 @@ void mr_compact(const char *s, char *out, size_t outlen) {
     }
     mr_prenorm(s, tmp, outlen * 2 + 16);
     size_t o = 0;
-    for (const char *p = tmp; *p && o + 1 < outlen; p++)
-        if (!isspace((unsigned char)*p)) out[o++] = *p;
+    for (const char *p = tmp; *p && o + 1 < outlen; p++) {
+        if (!isspace((unsigned char)*p)) {
+            out[o++] = *p;
+            continue;
+        }
+        /* keep one space between two digits: "10 00" is not 1000 (fix_thousands already
+         * joined the well-formed groups "1 000") */
+        const char *q = p;
+        while (isspace((unsigned char)q[1])) q++;
+        if (o && isdigit((unsigned char)out[o - 1]) && isdigit((unsigned char)q[1])) out[o++] = ' ';
+        p = q;
+    }
     /* strip trailing periods */
     while (o && out[o - 1] == '.') o--;
     if (outlen) out[o] = 0;

@@ -14,9 +14,10 @@
 # A candidate can therefore only choose which plain values its functions return; it
 # cannot see the tests, cannot reach the record socket and cannot influence how a result
 # is compared. See docs/sandbox.md.
-import os, sys, json, ast, socket, select, signal, time, builtins, importlib
+import os, sys, json, socket, select, signal, time, builtins, importlib
 
 MAXMSG = 16 << 20
+ZREPLY = 32  # bytes of a zygote reply: b'STATUS PID' padded
 
 
 def _send(sock, obj):
@@ -163,60 +164,79 @@ def _zygote_main(ctl, in_pidns):
     os.closerange(3, ctl.fileno())
     os.closerange(ctl.fileno() + 1, 1 << 16)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # Warm the modules solutions commonly import, once, so every per-test fork has them.
-    for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
-              'string', 'bisect'):
-        try:
-            importlib.import_module(m)
-        except Exception:
-            pass
     program = _recv(ctl)['program']
+    # Import the common modules the program mentions once, so every per-test fork has them.
+    for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
+              'string', 'bisect', 'random', 'copy', 'operator', 'fractions', 'decimal',
+              'statistics', 'hashlib', 'cmath', 'datetime', 'array'):
+        if m in program:
+            try:
+                importlib.import_module(m)
+            except Exception:
+                pass
+
+    def spawn():
+        # A fresh candidate process for the next test, forked right after the previous
+        # one was cleaned up, so its program load overlaps the judge's bookkeeping.
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            ctl.close()
+            mine.close()
+            fd = theirs.fileno()
+            os.closerange(3, fd)
+            os.closerange(fd + 1, 1 << 16)
+            os.setpgid(0, 0)
+            _candidate_main(theirs, program)
+            os._exit(0)
+        theirs.close()
+        return pid, mine
+
+    def reply(st, nxt):
+        data = (b'%d %d' % (st, nxt[0] if nxt else 0)).ljust(ZREPLY)
+        if nxt:
+            socket.send_fds(ctl, [data], [nxt[1].fileno()])
+            nxt[1].close()
+        else:
+            ctl.sendall(data)
+
     while True:
         try:
-            msg, fds, _, _ = socket.recv_fds(ctl, 64, 1)
+            msg = ctl.recv(64)
         except OSError:
             os._exit(0)
         if not msg:
             os._exit(0)
-        if msg.startswith(b'wait '):
-            pid = int(msg[5:])
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                _, st = os.waitpid(pid, 0)
-            except ChildProcessError:
-                st = -1
-            if in_pidns:
-                # Everything in the namespace except pid 1 (the judge) and us: daemons
-                # that escaped the test's process group die here, before the next test.
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except OSError:
-                    pass
-            try:
-                while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                    pass
-            except ChildProcessError:
-                pass
-            ctl.sendall(b'%d\n' % st)
+        if msg == b'next':
+            reply(0, spawn())
             continue
-        fd = fds[0]
-        pid = os.fork()
-        if pid == 0:
-            ctl.close()
-            os.closerange(3, fd)
-            os.closerange(fd + 1, 1 << 16)
-            os.setpgid(0, 0)
-            _candidate_main(socket.socket(fileno=fd), program)
-            os._exit(0)
-        os.close(fd)
-        ctl.sendall(b'%d\n' % pid)
+        _, pid, want_next = msg.split()
+        pid = int(pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            _, st = os.waitpid(pid, 0)
+        except ChildProcessError:
+            st = -1
+        if in_pidns:
+            # Everything in the namespace except pid 1 (the judge) and us: daemons
+            # that escaped the test's process group die here, before the next test.
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        reply(st, spawn() if want_next == b'1' else None)
 
 
 # ---------------------------------------------------------------- judge side (J)
@@ -369,19 +389,13 @@ class RemoteConn:
         raise TypeError('malformed reply')
 
 
-def _free_names(tree):
-    names = set()
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
-            names.add(n.id)
-    return names
-
-
 def _mentions(node, names):
+    import ast
     return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
 
 
 def _plan(job):
+    import ast
     """Split the trusted tests into independent test units.
     Returns (units, kind): humaneval units are (check_module_ast, fn_name); mbpp units are
     statement ASTs. Trusted code only (the data set), never the candidate."""
@@ -411,7 +425,7 @@ def _plan(job):
             units.append(compile(tree, '<tests>', 'exec'))
     else:
         for t in job['tests']:
-            units.append(compile(ast.parse(t, '<tests>'), '<tests>', 'exec'))
+            units.append(compile(t, '<tests>', 'exec'))
     return units
 
 
@@ -430,13 +444,16 @@ def _run_unit(job, unit, rc):
     if job['format'] == 'humaneval' and job.get('prompt'):
         # The prompt is trusted data: its helper functions (poly, encode_cyclic, ...) are
         # used by some checks. Its entry point stub is replaced by the candidate.
-        exec(compile(job['prompt'], '<prompt>', 'exec'), ns)
+        if '_prompt_code' not in job:
+            job['_prompt_code'] = compile(job['prompt'], '<prompt>', 'exec')
+        exec(job['_prompt_code'], ns)
         ns.pop(entry, None)
     remote = job['remote_names']
     if job.get('setup'):
-        setup = ast.parse(job['setup'], '<setup>')
-        _bind_free(ns, setup, rc, remote)
-        exec(compile(setup, '<setup>', 'exec'), ns)
+        if '_setup_code' not in job:
+            job['_setup_code'] = compile(job['setup'], '<setup>', 'exec')
+        _bind_free(ns, job['_setup_code'], rc, remote)
+        exec(job['_setup_code'], ns)
     _bind_free(ns, unit, rc, remote)
     exec(unit, ns)
     if '__srlm_check' in ns:
@@ -446,16 +463,13 @@ def _run_unit(job, unit, rc):
 
 
 def _bind_free(ns, code, rc, remote_names):
-    if isinstance(code, ast.AST):
-        names = _free_names(code)
-    else:
-        names = set()
-        stack = [code]
-        while stack:
-            c = stack.pop()
-            names.update(c.co_names)
-            names.update(c.co_freevars)
-            stack.extend(k for k in c.co_consts if hasattr(k, 'co_names'))
+    names = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        names.update(c.co_freevars)
+        stack.extend(k for k in c.co_consts if hasattr(k, 'co_names'))
     for n in names:
         if n in ns or (hasattr(builtins, n) and n not in remote_names):
             continue
@@ -507,13 +521,12 @@ def main():
         # (MBPP 126 defines `sum`): the entry point and the reference solution's top-level
         # definitions. Taken from trusted data, never from the candidate's program.
         remote = {job.get('entry_point') or ''}
-        if job.get('reference'):
-            try:
-                for n in ast.parse(job['reference']).body:
-                    if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
-                        remote.add(n.name)
-            except SyntaxError:
-                pass
+        for line in (job.get('reference') or '').split('\n'):
+            for kw in ('def ', 'class ', 'async def '):
+                if line.startswith(kw):
+                    name = line[len(kw):].split('(')[0].split(':')[0].strip()
+                    if name.isidentifier():
+                        remote.add(name)
         job['remote_names'] = remote
         units = _plan(job)
     except Exception as e:
@@ -522,33 +535,47 @@ def main():
     record({'kind': 'plan', 'n': len(units)})
     _send(ctl, {'program': job['program']})
     timeout = float(job.get('timeout', 5.0))
-    ctl_file = ctl.makefile('rb')
+
+    def zreq(msg):
+        """Ask the zygote; returns (status, next pid, next socket or None)."""
+        ctl.sendall(msg)
+        data, fds, _, _ = socket.recv_fds(ctl, ZREPLY, 1)
+        while data and len(data) < ZREPLY:
+            more = ctl.recv(ZREPLY - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) < ZREPLY:
+            for fd in fds:
+                os.close(fd)
+            raise ZygoteGone()
+        st, npid = (int(x) for x in data.split())
+        return st, npid, (socket.socket(fileno=fds[0]) if fds else None)
+
     zygote_dead = False
+    try:
+        _, cpid_next, sock_next = zreq(b'next')
+    except (ZygoteGone, OSError):
+        zygote_dead = True
+        cpid_next, sock_next = 0, None
     for i, unit in enumerate(units):
         t0 = time.monotonic()
         status, sig, msg, cpid = 'pass', 0, '', 0
-        if zygote_dead:
+        if zygote_dead or sock_next is None:
+            if not zygote_dead:
+                zygote_dead = True
+                record({'kind': 'tamper', 'msg': 'zygote gone before test %d' % i})
             record({'kind': 'test', 'i': i, 'status': 'sec', 'sig': 0, 'ms': 0.0,
                     'msg': 'the candidate killed the sandbox zygote'})
             continue
+        cpid, mine = cpid_next, sock_next
+        cpid_next, sock_next = 0, None
         try:
-            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            socket.send_fds(ctl, [b'fork'], [theirs.fileno()])
-            theirs.close()
-            line = ctl_file.readline()
-            if not line:
-                raise ZygoteGone()
-            cpid = int(line)
             rc = RemoteConn(mine, t0 + timeout)
             hello = rc.recv()
             if 'load_error' in hello:
                 raise CandidateError(str(hello['load_error']), str(hello.get('msg', '')))
             _run_unit(job, unit, rc)
-        except (ZygoteGone, BrokenPipeError, ConnectionResetError):
-            zygote_dead = True
-            record({'kind': 'tamper', 'msg': 'zygote gone before test %d' % i})
-            status, msg = 'sec', 'the candidate killed the sandbox zygote'
-            cpid = 0
         except AssertionError as e:
             status, msg = 'fail', 'assertion failed'
         except TimeoutError:
@@ -562,26 +589,21 @@ def main():
             status, msg = 'error', str(e)[:200]
         except Exception as e:
             status, msg = 'fail', ('%s: %s' % (type(e).__name__, e))[:200]
-        if cpid > 0:
-            try:
-                ctl.sendall(b'wait %d' % cpid)
-                line = ctl_file.readline()
-            except OSError:
-                line = b''
-            if not line:
-                # Only the candidate can have killed the zygote: an escape attempt.
-                zygote_dead = True
-                record({'kind': 'tamper', 'msg': 'zygote killed during test %d' % i})
-                status, msg = 'sec', 'the candidate killed the sandbox zygote'
-            st = int(line or b'-1')
-            if status in ('exit', 'error', 'timeout'):
-                s2, sig = _status_of(st)
-                if s2 != 'exit' and not (s2 == 'signal' and sig == signal.SIGKILL):
-                    status = s2
         try:
             mine.close()
         except Exception:
             pass
+        try:
+            st, cpid_next, sock_next = zreq(b'wait %d %d' % (cpid, 1 if i + 1 < len(units) else 0))
+        except (ZygoteGone, OSError):
+            # Only the candidate can have killed the zygote: an escape attempt.
+            zygote_dead = True
+            record({'kind': 'tamper', 'msg': 'zygote killed during test %d' % i})
+            status, msg, st = 'sec', 'the candidate killed the sandbox zygote', -1
+        if status in ('exit', 'error', 'timeout'):
+            s2, sig = _status_of(st)
+            if s2 != 'exit' and not (s2 == 'signal' and sig == signal.SIGKILL):
+                status = s2
         try:
             while True:
                 pid, _ = os.waitpid(-1, os.WNOHANG)  # orphans re-parented to us

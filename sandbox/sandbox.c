@@ -272,6 +272,7 @@ static int child_main(void *arg) {
         set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_mb << 20) ||
         set_limit(RLIMIT_NOFILE, (rlim_t)l->nofile) ||
         set_limit(RLIMIT_CORE, 0) || set_limit(RLIMIT_MEMLOCK, 0) ||
+        set_limit(RLIMIT_NPROC, (rlim_t)l->nproc) ||
         set_limit(RLIMIT_STACK, (rlim_t)8 << 20) || set_limit(RLIMIT_MSGQUEUE, 0))
         child_fail(a, STEP_RLIMIT);
     /* Identity: unprivileged uid/gid, no supplementary groups, no capabilities. */

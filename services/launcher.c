@@ -321,8 +321,11 @@ int ln_run(const ln_options *o, volatile sig_atomic_t *stop) {
                 } else if (p->restartable && p->restarts < c->max_restarts) {
                     p->restarts++;
                     p->restart_at = srlm_now() + 1.0;
-                    SRLM_WARN("%s (pid %d) stopped (%s): restarting in 1 s (%d/%d)", p->name, (int)pid, how, p->restarts,
-                              c->max_restarts);
+                    /* exit 0 is a clean stop (e.g. the generator after the trainer's last
+                     * update, or a SIGTERM from outside): restarted too, the run decides */
+                    srlm_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? SRLM_LOG_INFO : SRLM_LOG_WARN,
+                             "%s (pid %d) stopped (%s): restarting in 1 s (%d/%d)", p->name, (int)pid, how, p->restarts,
+                             c->max_restarts);
                 } else {
                     p->done = 1;
                     ret = srlm_set_error(SRLM_EIO, "%s stopped (%s) after %d restarts (see %s/logs/%s.log): stopping the run; continue with `srlm run --resume %s`",

@@ -83,8 +83,8 @@ static const kspec data_keys[] = {
     {"db", K_STR, C(db), "", 0, 0, NULL, "LMDB store (default RUN/data.lmdb)"},
 };
 static const kspec workers_keys[] = {
-    {"math", K_INT, C(workers_math), "1", 0, 1024, NULL, "srlm reward-math processes"},
-    {"code", K_INT, C(workers_code), "1", 0, 1024, NULL, "srlm reward-code processes"},
+    {"math", K_INT, C(workers_math), "1", 0, 32, NULL, "srlm reward-math processes started by srlm run"},
+    {"code", K_INT, C(workers_code), "1", 0, 32, NULL, "srlm reward-code processes started by srlm run (more: start them by hand with --connect)"},
     {"generators", K_INT, C(generators), "1", 1, 1, NULL, "srlm generator processes (1)"},
 };
 static const kspec broker_keys[] = {

@@ -84,6 +84,15 @@ static void test_verdicts(void **state) {
     r = run_py(&ctx, &lim, "x = bytearray(10**11)");
     assert_int_equal(r.verdict, SBX_MLE);
     sbx_result_free(&r);
+    /* RLIMIT_NPROC holds: a fork loop stops at the limit (the run's own 1 + 15) */
+    lim.nproc = 16;
+    r = run_py(&ctx, &lim, "import os, time\nn = 0\ntry:\n    for i in range(100):\n"
+                           "        if os.fork() == 0:\n            time.sleep(3); os._exit(0)\n"
+                           "        n += 1\nexcept OSError:\n    pass\nprint(n)");
+    assert_int_equal(r.verdict, SBX_OK);
+    assert_string_equal(r.out, "15\n");
+    sbx_result_free(&r);
+    sbx_limits_default(&lim);
     /* identity and view: unprivileged, no /etc, no /proc, scrubbed environment */
     r = run_py(&ctx, &lim, "import os; print(os.getuid() != 0, os.path.exists('/etc/shadow'), "
                            "os.path.exists('/proc/1'), sorted(os.environ))");

@@ -90,29 +90,6 @@ void swiglu_backward(float *dg, float *du, const float *dz, const float *g, cons
     }
 }
 
-void rope_backward(float *dx, const int *pos, int N, int nheads, int d, const float *inv_freq) {
-    int half = d / 2;
-#pragma omp parallel for schedule(static) if (N > 4)
-    for (int r = 0; r < N; r++) {
-        float cs[512], sn[512];
-        float p = (float)pos[r];
-        for (int i = 0; i < half; i++) {
-            float a = p * inv_freq[i];
-            cs[i] = cosf(a);
-            sn[i] = sinf(a);
-        }
-        for (int h = 0; h < nheads; h++) {
-            float *v = dx + (size_t)r * nheads * d + (size_t)h * d;
-#pragma omp simd
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * cs[i] + b * sn[i];
-                v[i + half] = b * cs[i] - a * sn[i];
-            }
-        }
-    }
-}
-
 /* Query rows are processed in blocks of ATT_BLOCK against the causal key prefix; each
  * block is five sgemms (S, dP, dQ, dK, dV) and one elementwise pass. */
 #define ATT_BLOCK 128

@@ -48,7 +48,8 @@ void lora_backward(float *dx, float *dA, float *dB, float *work, const float *dy
 void swiglu_backward(float *dg, float *du, const float *dz, const float *g, const float *u,
                      size_t n);
 
-/* RoPE (§3.7): in place on dx [N, nheads·d], rotation of each pair (i, i+d/2) by −φ. */
+/* RoPE (§3.7): in place on dx [N, nheads·d], rotation of each pair (i, i+d/2) by −φ.
+ * Defined in core/rope.c, sharing the rotation with rope_forward. */
 void rope_backward(float *dx, const int *pos, int N, int nheads, int d, const float *inv_freq);
 
 /* Causal GQA attention (§3.6), same layout and mask as attention_forward:
