@@ -578,7 +578,8 @@ int tok_load(const char *path_or_dir, tok_tokenizer **out) {
     int rc = srlm_read_file(file, &data, &len, TOK_MAX_FILE);
     if (rc) return rc;
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, 0, &jerr);
+    size_t skip = len >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3) ? 3 : 0; /* a UTF-8 byte order mark */
+    json_t *root = json_loadb(data + skip, len - skip, 0, &jerr);
     free(data);
     if (!root)
         return srlm_set_error(SRLM_EFORMAT, "%s: invalid JSON at line %d column %d: %s", file, jerr.line,

@@ -48,6 +48,11 @@ static int messages_from_json(json_t *j, tok_message **out, int *n, char *err, s
             free(m);
             return -1;
         }
+        if (strlen(m[i].content) != json_string_length(json_object_get(o, "content"))) {
+            snprintf(err, errlen, "message %zu: \"content\" contains a NUL character (\\u0000)", i);
+            free(m);
+            return -1;
+        }
     }
     *out = m;
     *n = (int)k;
@@ -179,8 +184,15 @@ int cmd_tokenize(int argc, char **argv) {
             lineno++;
             char where[64];
             snprintf(where, sizeof where, "stdin:%ld", lineno);
+            char *l = line;
+            if (lineno == 1 && len >= 3 && !memcmp(l, "\xEF\xBB\xBF", 3)) { /* UTF-8 byte order mark */
+                l += 3;
+                len -= 3;
+            }
+            if ((size_t)len == strspn(l, " \t\r\n")) continue; /* blank line: no output */
             json_error_t e;
-            json_t *j = json_loadb(line, (size_t)len, JSON_DECODE_ANY, &e);
+            /* JSON_ALLOW_NUL: "\u0000" in a string is an ordinary byte for tok_encode */
+            json_t *j = json_loadb(l, (size_t)len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
             if (field && j) {
                 json_t *v = json_object_get(j, field);
                 if (!v) {
