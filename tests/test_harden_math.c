@@ -97,6 +97,9 @@ static void test_fixed_regressions(void **s) {
     assert_true(check("18", "The answer is 18 because 3 * 6 = 18."));
     assert_true(check("18", "The answer is 18, since 3 * 6 = 18."));
     assert_false(check("18", "The answer is 17 because 3 * 6 = 18."));
+    /* multiple choice answered with the option's label and value */
+    assert_true(check("\\text{(B)}", "The correct answer is **(B) 12**."));
+    assert_false(check("\\text{(B)}", "The correct answer is **(C) 12**."));
 }
 
 /* Extraction stops at a NUL byte; invalid UTF-8 never crashes. */
