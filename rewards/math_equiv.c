@@ -727,6 +727,39 @@ static int has_digit(const char *s) {
     return 0;
 }
 
+/* The letter of a compacted multiple-choice gold answer: "B", "(B)", "\\text{(B)}",
+ * "\\textbf{B}" -> 'B' (A..E); 0 otherwise. */
+static char choice_letter(const char *c) {
+    char buf[32];
+    size_t o = 0;
+    for (const char *p = c; *p && o + 1 < sizeof buf; p++) {
+        if (*p == '\\') {
+            p++;
+            while (isalpha((unsigned char)*p)) p++;
+            p--;
+            continue;
+        }
+        if (*p == '{' || *p == '}' || *p == '(' || *p == ')' || *p == ' ') continue;
+        buf[o++] = *p;
+    }
+    buf[o] = 0;
+    return (o == 1 && buf[0] >= 'A' && buf[0] <= 'E') ? buf[0] : 0;
+}
+
+/* A prediction that starts with a choice label followed by the option's text or value:
+ * "(B) 12", "B) 12", "\\text{(B) } 12" -> 'B'; 0 otherwise (then the normal comparison runs). */
+static char leading_choice(const char *s) {
+    while (*s == ' ' || *s == '*') s++;
+    if (!strncmp(s, "\\text{", 6) || !strncmp(s, "\\textbf{", 8)) s = strchr(s, '{') + 1;
+    int paren = *s == '(';
+    if (paren) s++;
+    if (!(*s >= 'A' && *s <= 'E') || s[1] != ')') return 0;
+    char l = *s;
+    s += 2;
+    while (*s == ' ' || *s == '}' || *s == '*') s++;
+    return *s ? l : 0; /* "(B)" alone is left to the usual rules */
+}
+
 int mr_check(const char *gold, const char *pred, const mr_opts *opts, mr_result *res) {
     if (!gold || !pred || !res) return srlm_set_error(SRLM_EINVAL, "mr_check: NULL argument");
     mr_opts def;
@@ -779,6 +812,12 @@ int mr_check(const char *gold, const char *pred, const mr_opts *opts, mr_result 
     mr_compact(pbuf, cp, sizeof cp);
     if (cg[0] && !strcmp(cg, cp)) {
         verdict(res, MR_CORRECT, "string", 0, NULL);
+        return 0;
+    }
+    /* 1b. multiple choice: gold is a choice letter, pred is "(B) 12" / "B) 12" (letter + value) */
+    char gl = choice_letter(cg), pl = leading_choice(pbuf);
+    if (gl && pl) {
+        verdict(res, gl == pl ? MR_CORRECT : MR_WRONG, gl == pl ? "choice" : "", 0, NULL);
         return 0;
     }
     /* 2. parse both */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "math_internal.h"
 #include "util.h"
@@ -72,6 +73,50 @@ static int last_match(pcre2_code *re, const char *text, size_t len, size_t *ms, 
         *ms = ov[0];
         *me = ov[1];
         found = 1;
+        off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+    }
+    pcre2_match_data_free(md);
+    return found;
+}
+
+/* A number that only labels what follows: "Step 2:", "Case 3", "2. Compute ..." / "2) ..."
+ * at the start of a line. A truncated completion ending in such a label has no answer. */
+static int is_label_number(const char *t, size_t len, size_t s, size_t e) {
+    size_t k = e;
+    while (k < len && (t[k] == ' ' || t[k] == '\t')) k++;
+    if (k < len && t[k] == ':') return 1;
+    static const char *const W[] = {"step ", "case ", "part ", "stage ", "phase ", "question ", "problem ", NULL};
+    for (int w = 0; W[w]; w++) {
+        size_t wl = strlen(W[w]);
+        if (s >= wl && !strncasecmp(t + s - wl, W[w], wl) && (s == wl || !isalpha((unsigned char)t[s - wl - 1])))
+            return 1;
+    }
+    size_t b = s;
+    while (b > 0 && (t[b - 1] == ' ' || t[b - 1] == '\t' || t[b - 1] == '#' || t[b - 1] == '*')) b--;
+    if ((b == 0 || t[b - 1] == '\n') && e + 1 < len && (t[e] == '.' || t[e] == ')') && t[e + 1] == ' ') {
+        k = e + 1;
+        while (k < len && t[k] == ' ') k++;
+        if (k < len && (isalpha((unsigned char)t[k]) || t[k] == '*')) return 1;
+    }
+    return 0;
+}
+
+/* The last number of the text that is not a label (is_label_number). */
+static int last_number(const char *t, size_t len, size_t *ms, size_t *me) {
+    if (!RE_NUMBER) return 0;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(RE_NUMBER, NULL);
+    if (!md) return 0;
+    size_t off = 0;
+    int found = 0;
+    while (off <= len) {
+        int rc = pcre2_match(RE_NUMBER, (PCRE2_SPTR)t, len, off, 0, md, NULL);
+        if (rc < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (!is_label_number(t, len, ov[0], ov[1])) {
+            *ms = ov[0];
+            *me = ov[1];
+            found = 1;
+        }
         off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
     }
     pcre2_match_data_free(md);
@@ -202,9 +247,21 @@ static size_t phrase_end(const char *t, size_t len, size_t i) {
         return len;
     }
     size_t k = i;
+    /* the answer ends before an explanation: "18 because 3 * 6 = 18", "18, since ..." */
+    static const char *const CONN[] = {" because ", ", because", " since ", ", since", ", as ", ", which ", " which ",
+                                       ", so ", " so that ", " given that ", ", given ", ", where ", " where ", ", i.e.",
+                                       " (since ", " (because ", NULL};
     while (k < len && t[k] != '\n') {
         if (t[k] == '.' && (k + 1 >= len || isspace((unsigned char)t[k + 1])) && !(k > i && isdigit((unsigned char)t[k - 1]) && k + 1 < len && isdigit((unsigned char)t[k + 1])))
             break;
+        if ((t[k] == ' ' || t[k] == ',') && k > i) {
+            int cut = 0;
+            for (int w = 0; CONN[w] && !cut; w++) {
+                size_t wl = strlen(CONN[w]);
+                cut = k + wl <= len && !strncasecmp(t + k, CONN[w], wl);
+            }
+            if (cut) break;
+        }
         k++;
     }
     if (k - i > MR_MAX_ANSWER) k = i + MR_MAX_ANSWER;
@@ -306,7 +363,7 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
         }
     }
     size_t ns = 0, ne = 0;
-    if (rc && last_match(RE_NUMBER, t, len, &ns, &ne)) {
+    if (rc && last_number(t, len, &ns, &ne)) {
         rc = clean_copy(t + ns, ne - ns, out, outlen);
         if (!rc) { *rule = MR_RULE_LAST_NUMBER; ans_pos = ns; }
     }

@@ -57,6 +57,10 @@ typedef struct {
     mr_ctx math;
     int math_ready;
 #endif
+#ifdef EV_HAVE_CODE
+    cr_ctx code;
+    int code_ready;
+#endif
     int unused;
 } ev_scorers;
 
@@ -79,7 +83,15 @@ static int score_one(ev_scorers *sc, const char *kind, const char *problem, cons
 #endif
     } else if (!strcmp(kind, "code")) {
 #ifdef EV_HAVE_CODE
-        return cr_score(NULL, problem, completion, r);
+        if (!sc->code_ready) {
+            if (cr_init(&sc->code, 0)) {
+                r->is_error = 1;
+                snprintf(r->error, sizeof r->error, "code sandbox: %s", srlm_last_error());
+                return SRLM_EIO;
+            }
+            sc->code_ready = 1;
+        }
+        return cr_score(&sc->code, problem, completion, r);
 #endif
     }
     r->is_error = 1;

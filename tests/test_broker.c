@@ -273,6 +273,11 @@ static void test_malformed_frames_dropped(void **state) {
     void *ctx = zmq_ctx_new();
     void *push = pw_socket(ctx, ZMQ_PUSH, b.ep_groups, 0, 10000, 10000);
     void *raw = pw_socket(ctx, ZMQ_DEALER, b.ep_workers, 0, 10000, 10000);
+    /* pw_socket sets linger 0; this peer may still be (re)connecting when the group
+     * completes, so let zmq_ctx_term deliver its frames before the broker stops. */
+    int linger = 10000;
+    zmq_setsockopt(raw, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
     void *pull = pw_socket(ctx, ZMQ_PULL, b.ep_scored, 0, 20000, 10000);
     const char junk[] = "\xff\xfe garbage \x01\x02";
     zmq_send(push, junk, sizeof junk, 0);                 /* garbage group */

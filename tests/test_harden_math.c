@@ -88,6 +88,18 @@ static void test_fixed_regressions(void **s) {
     assert_false(check("1000", "\\boxed{10\xc2\xa0" "00}"));
     assert_true(check("1000", "\\boxed{1 000}"));
     assert_true(check("1000", "\\boxed{1\xc2\xa0" "000}"));
+    /* a truncated completion ending in a step label: "Step 2:" is not the answer 2 */
+    assert_false(check("2", "Step 1: Janet has 16 eggs. She eats 3.\n\nStep 2:"));
+    assert_false(check("2", "We compute:\n1. Janet has 16 eggs.\n2. She eats"));
+    assert_false(check("4", "Case 4: n is even"));
+    assert_true(check("4", "so n = 2 + 2 = 4"));
+    /* the answer phrase ends before an explanation */
+    assert_true(check("18", "The answer is 18 because 3 * 6 = 18."));
+    assert_true(check("18", "The answer is 18, since 3 * 6 = 18."));
+    assert_false(check("18", "The answer is 17 because 3 * 6 = 18."));
+    /* multiple choice answered with the option's label and value */
+    assert_true(check("\\text{(B)}", "The correct answer is **(B) 12**."));
+    assert_false(check("\\text{(B)}", "The correct answer is **(C) 12**."));
 }
 
 /* Extraction stops at a NUL byte; invalid UTF-8 never crashes. */
