@@ -328,6 +328,13 @@ int cmd_generate(int argc, char **argv) {
         rc = 2;
         goto done;
     }
+    for (size_t i = 0; i < np; i++)
+        if (pids[i] < 0 || pids[i] >= m->cfg.vocab_size) {
+            fprintf(stderr,
+                    "srlm generate: prompt token %zu has id %d, outside the vocabulary [0, %d) of %s/config.json%s\n",
+                    i, (int)pids[i], m->cfg.vocab_size, model, ids_s ? "" : " (tokenizer and model do not match)");
+            goto done;
+        }
     lm_sampling s;
     lm_sampling_default(&s);
     for (int i = 0; i < m->cfg.n_eos && s.n_stop < LM_MAX_STOP; i++) s.stop_ids[s.n_stop++] = m->cfg.eos_token_ids[i];

@@ -37,7 +37,8 @@ echo "$e" | grep -q 'rope_type' || fail "yarn error: $e"
 out=$("$BIN" generate --model "$T/m" --prompt "Hello" --chat -n 2 --max-new-tokens 4 --seed 1 --json 2>"$T/err") || fail "generate: $out"
 [ "$(echo "$out" | grep -c '"finish_reason"')" -eq 2 ] || fail "generate --chat: $out"
 # the chat template ends with the assistant header: <|im_start|>assistant\n = 151644, 77091, 198
-echo "$out" | head -1 | grep -q '151644,77091,198\]' || fail "chat prompt ids: $out"
+first=${out%%$'\n'*}
+[[ $first == *'151644,77091,198],'* ]] || fail "chat prompt ids: $out"
 # LoRA SFT (1 step, short rows) on ChatML: saves a loadable model + PEFT adapter
 cat > "$T/d.jsonl" <<'JSONL'
 {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}
@@ -119,6 +120,16 @@ gen_rc 0 --temperature 1e-5 --max-new-tokens 2
 gen_rc 0 --top-k 1000000 --temperature 1 --max-new-tokens 2
 set +e; "$BIN" generate --model "$T/m" --ids 151936 --max-new-tokens 2 >/dev/null 2>&1; [ $? -eq 1 ] || fail "id = vocab accepted"; set -e
 set +e; "$BIN" generate --model "$T/m" --ids '' --max-new-tokens 2 >/dev/null 2>&1; [ $? -eq 2 ] || fail "empty --ids"; set -e
+# a tokenizer whose ids exceed config.json vocab_size: an error naming both, in generate and train
+jq '.vocab_size = 9000' "$T/cfg.json" > "$T/vcfg.json"
+"$BIN" init --config "$T/vcfg.json" --out "$T/v" --seed 1 --tokenizer "$SRC/tokenizers/qwen2.5" 2>/dev/null
+set +e; e=$("$BIN" generate --model "$T/v" --prompt "Hello world" --greedy --max-new-tokens 2 2>&1); rc=$?; set -e
+[ $rc -eq 1 ] && echo "$e" | grep -q 'outside the vocabulary \[0, 9000) of .*config.json (tokenizer and model do not match)' \
+  || fail "tokenizer ids beyond vocab_size in generate: $rc $e"
+printf '{"prompt": "Hello world", "completion": "ok"}\n' > "$T/v.jsonl"
+set +e; e=$("$BIN" train sft --model "$T/v" --data "$T/v.jsonl" --out "$T/vo" --steps 1 2>&1); rc=$?; set -e
+[ $rc -eq 1 ] && echo "$e" | grep -q 'v.jsonl:1: token id .* outside the model vocabulary \[0, 9000)' \
+  || fail "tokenizer ids beyond vocab_size in train: $rc $e"
 # prompt past max_position_embeddings: documented warning, still generates
 jq '.max_position_embeddings = 8' "$T/cfg.json" > "$T/h/config.json"; cp "$T/m/model.safetensors" "$T/m/tokenizer.json" "$T/h/"
 e=$("$BIN" generate --model "$T/h" --ids 1,2,3,4,5,6,7 --greedy --max-new-tokens 3 2>&1 >/dev/null) || fail "$e"
