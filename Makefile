@@ -8,8 +8,10 @@ CMAKE_FLAGS ?=
 .PHONY: all build test test-asan demo bench fuzz clean
 all: build
 
+# Configure once: re-running cmake on an existing tree can reorder include flags and
+# force a full rebuild (cmake --build re-configures by itself when CMakeLists change).
 build:
-	cmake -S . -B $(BUILD) -DSRLM_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DSRLM_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
 test: build
@@ -18,7 +20,7 @@ test: build
 # AddressSanitizer + UndefinedBehaviorSanitizer build; runs every test not labelled slow.
 # (-Werror is checked by `make test`; -O0 warnings differ and are not fatal here.)
 test-asan:
-	cmake -S . -B build-asan -DSRLM_WERROR=OFF -DSRLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@test -f build-asan/CMakeCache.txt || cmake -S . -B build-asan -DSRLM_WERROR=OFF -DSRLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS) -LE 'slow|integration'

@@ -1,5 +1,5 @@
 /* generate.h — KV cache, prefill + incremental decode, and sampling loops (lm_ prefix).
- * Spec: ../shared/docs/qwen2.md §2.5 (cache holds post-RoPE keys and biased values),
+ * Spec: docs/qwen2.md §2.5 (cache holds post-RoPE keys and biased values),
  * §2.12 (sampling, see sampler.h). Decoding with the cache gives the same logits as a full
  * lm_forward of the same tokens (tests/test_model.c checks it).
  *

@@ -2,7 +2,7 @@
  * one file per layer family: rmsnorm.c, rope.c, attention.c, mlp.c, linear.c).
  * The matching *_backward functions live in trainer/. N = number of token rows; all
  * buffers row-major; `out` buffers are overwritten unless stated otherwise.
- * Spec: ../shared/docs/qwen2.md §2. */
+ * Spec: docs/qwen2.md §2. */
 #ifndef SRLM_LAYERS_H
 #define SRLM_LAYERS_H
 

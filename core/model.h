@@ -1,6 +1,6 @@
 /* model.h — the Qwen2 / Llama decoder transformer (prefix lm_): configuration, parameter
  * layout, checkpoint load/save, random init, the batched training forward with its
- * activation cache, and the LoRA hooks. Spec: ../shared/docs/qwen2.md §1–§4 (forward §2,
+ * activation cache, and the LoRA hooks. Spec: docs/qwen2.md §1–§4 (forward §2,
  * weights §4.1, memory §6.4). Generation (KV cache, sampling) is in generate.h/sampler.h.
  *
  * Notation (shapes in brackets, row-major, last index fastest):

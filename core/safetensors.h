@@ -1,5 +1,5 @@
 /* safetensors.h — reader (mmap) and writer of the safetensors format (prefix st_).
- * Format (../shared/docs/qwen2.md §4.2): u64 LE header length N, N bytes of JSON
+ * Format (docs/qwen2.md §4.2): u64 LE header length N, N bytes of JSON
  * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}},
  * then the data buffer; offsets are relative to the data buffer start.
  * The reader validates: N <= 100 MB and within the file, valid JSON object, each entry's

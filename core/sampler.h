@@ -1,4 +1,4 @@
-/* sampler.h — next-token selection per ../shared/docs/qwen2.md §2.12 (HF generate
+/* sampler.h — next-token selection per docs/qwen2.md §2.12 (HF generate
  * semantics): repetition penalty → temperature → top-k → top-p → softmax → multinomial
  * draw (or argmax when greedy), with stop ids and max new tokens in lm_sampling.
  *

@@ -2,7 +2,7 @@
  * `tokenizer.json`), the ChatML chat template of Qwen2.5-Instruct, and the byte-level
  * vocabulary used by tiny demo models.
  *
- * Spec: docs/qwen2.md §5 (../shared/docs/qwen2.md), user documentation: docs/tokenizer.md.
+ * Spec: docs/qwen2.md §5 (docs/qwen2.md), user documentation: docs/tokenizer.md.
  *
  * Encoding (§5.3), per call:
  *   1. added-token split (parse_special=1): exact occurrences of the added-token strings

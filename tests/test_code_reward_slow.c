@@ -97,7 +97,10 @@ static void run(job *jobs, int n) {
     p.n = n;
     p.cr = malloc(sizeof *p.cr);
     assert_int_equal(cr_init(p.cr, 0), 0);
-    p.cr->test_timeout_s = 20.0; /* MBPP 123 needs ~4 s of CPU on a busy machine */
+    /* Wall-clock limit per test: MBPP 123 needs ~4 s of CPU, and a loaded machine (other
+     * tests in parallel) stretched it past 20 s of wall time. Correctness, not speed, is
+     * what this acceptance test checks. */
+    p.cr->test_timeout_s = 90.0;
     pthread_mutex_init(&p.mu, NULL);
     pthread_t th[2];
     for (int k = 0; k < 2; k++) assert_int_equal(pthread_create(&th[k], NULL, worker, &p), 0);
