@@ -859,7 +859,9 @@ static int write_report(study *S, double total_s) {
             }
         }
         srlm_fmt(path, sizeof path, "%s/accuracy.svg", S->run);
-        if (!plot_bars_svg(path, "Held-out accuracy per pipeline (mean ± std over seeds)", "accuracy", groups,
+        const char *title = S->n_seeds > 1 ? "Held-out accuracy per pipeline (mean ± std over seeds)"
+                                           : "Held-out accuracy per pipeline (one seed)";
+        if (!plot_bars_svg(path, title, "accuracy", groups,
                            S->n_pipes, series, S->n_evals, vals, errs))
             have_acc = 1;
         free(groups);
