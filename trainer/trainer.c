@@ -336,6 +336,16 @@ static long count_tokens(int n, const int *len) {
     return s;
 }
 
+/* The end of an SFT or KD step: record the summed loss and the target-token count of
+ * batch b, then clip and apply (finish_step). */
+static int finish_batch_step(tr_trainer *t, tr_metrics *mt, double t0, const tr_batch *b, double loss,
+                             long ntg) {
+    mt->loss = loss;
+    mt->tokens = ntg;
+    mt->rows = b->n_rows;
+    return finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
+}
+
 int tr_sft_step(tr_trainer *t, const tr_batch *b, tr_metrics *mt) {
     memset(mt, 0, sizeof *mt);
     int rc = check_batch(t, b->n_rows, b->ids, b->len);
@@ -356,10 +366,7 @@ int tr_sft_step(tr_trainer *t, const tr_batch *b, tr_metrics *mt) {
         mb_free(&mb);
     }
     if (rc) return rc;
-    mt->loss = total;
-    mt->tokens = ntg;
-    mt->rows = b->n_rows;
-    return finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
+    return finish_batch_step(t, mt, t0, b, total, ntg);
 }
 
 /* ---- KD ------------------------------------------------------------------------------- */
@@ -439,10 +446,7 @@ int tr_kd_step(tr_trainer *t, const tr_batch *b, const tr_topk *topk, tr_metrics
         mb_free(&mb);
     }
     if (rc) return rc;
-    mt->loss = total;
-    mt->tokens = ntg;
-    mt->rows = b->n_rows;
-    return finish_step(t, mt, t0, count_tokens(b->n_rows, b->len));
+    return finish_batch_step(t, mt, t0, b, total, ntg);
 }
 
 /* ---- GRPO ----------------------------------------------------------------------------- */
