@@ -13,7 +13,7 @@ static const char *const PALETTE[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 #define N_PALETTE 10
 
-enum { W = 760, H = 440, ML = 70, MR = 180, MT = 40, MB = 60 };
+enum { W = 820, H = 440, ML = 70, MR = 240, MT = 40, MB = 60 }; /* MR: room for the legend */
 
 typedef struct {
     char *p;

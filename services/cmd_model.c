@@ -111,6 +111,13 @@ static int write_npy(const char *path, const float *x, int rows, int cols) {
     return rc;
 }
 
+/* Index of the first NaN/Inf of x[n], or n when all are finite. */
+static size_t first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
 static void forward_usage(FILE *f) {
     fprintf(f,
             "usage: srlm forward --model DIR --ids 1,2,3 [--out logits.npy] [--threads N]\n\n"
@@ -119,7 +126,9 @@ static void forward_usage(FILE *f) {
             "  --ids LIST     comma-separated token ids\n"
             "  --out FILE     write logits [T, V] as float32 NumPy .npy; without it, print the\n"
             "                 top-5 next-token ids and log-probabilities per position\n"
-            "  --threads N    threads (default: all cores)\n");
+            "  --threads N    threads (default: all cores)\n"
+            "Exit status 1 when the model cannot be loaded (a NaN/Inf weight is named) or its\n"
+            "logits are not finite.\n");
 }
 
 int cmd_forward(int argc, char **argv) {
@@ -159,8 +168,16 @@ int cmd_forward(int argc, char **argv) {
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
     for (int i = 0; i < n; i++) tok[i] = ids[i];
     float *lg = malloc(sizeof(float) * (size_t)n * V);
+    size_t bad = (size_t)n * V;
     if (!lg || lm_forward(m, tok, NULL, 1, n, lg, NULL)) {
         fprintf(stderr, "srlm forward: %s\n", lg ? srlm_last_error() : "out of memory");
+        rc = 1;
+    } else if ((bad = first_nonfinite(lg, (size_t)n * V)) < (size_t)n * V) {
+        /* the loader rejects NaN/Inf weights; finite weights can still overflow float32 */
+        fprintf(stderr,
+                "srlm forward: %s: the logits are not finite (NaN or Inf at position %zu, token %zu): the "
+                "model's weights overflow float32; the checkpoint is broken\n",
+                model, bad / (size_t)V, bad % (size_t)V);
         rc = 1;
     } else if (out) {
         if (write_npy(out, lg, n, V)) {

@@ -120,18 +120,21 @@ bad:
 
 static void study_usage(FILE *f) {
     fprintf(f,
-            "usage: srlm study CONFIG.json [--out RUN_DIR] [--only NAME,...] [--seeds LIST]\n\n"
+            "usage: srlm study CONFIG.json [--out RUN_DIR] [--only NAME,...] [--seeds LIST] [--keep-going]\n"
+            "                  [--model DIR] [--teacher DIR] [--check]\n\n"
             "Run every pipeline of the study config from the same starting model (base, SFT, KD, RL,\n"
             "SFT->RL, KD->RL, ... each through the real services via `srlm run`), evaluate each result on\n"
             "the held-out sets, and write RUN_DIR/report.md, RUN_DIR/*.svg and RUN_DIR/results.json;\n"
             "print the comparison table. Config keys: docs/study.md.\n\n"
             "  --out DIR        run directory (default runs/NAME-TIMESTAMP)\n"
-            "  --only LIST      run only these pipelines (names from the config)\n"
+            "  --only LIST      run only these pipelines (names from the config); the teacher is\n"
+            "                   trained only when one of them has a KD stage\n"
             "  --seeds LIST     override the config's seeds (e.g. 1,2,3 for the seed spread)\n"
             "  --keep-going     continue with the next pipeline when one fails\n"
             "  --model DIR      starting model (HF dir), overrides the config's student model\n"
             "  --teacher DIR    teacher model (HF dir), overrides the config's teacher model\n"
-            "  --check          validate the config and every stage (srlm run --check), train nothing\n"
+            "  --check          validate the config and every stage (srlm run --check) in a temporary\n"
+            "                   directory that is removed: trains nothing, leaves nothing on disk\n"
             "  -h, --help       this text\n");
 }
 

@@ -5,7 +5,8 @@
  * for every role over ipc:// (or the config's tcp endpoints): dataset server, broker,
  * reward workers, generator (only when a stage is GRPO), teacher (logit KD with a teacher
  * endpoint) and the trainer. A reward worker, generator, broker or dataset server that
- * exits is restarted (back-off 1 s, at most max_restarts times each); the trainer's exit
+ * crashes is restarted (back-off 1 s, at most max_restarts times each; exit 0 after the run's
+ * last step is a normal end, logged once); the trainer's exit
  * ends the run (0: done; otherwise everything is stopped and `--resume` continues from
  * the newest checkpoint). Live progress comes from metrics.jsonl. SIGINT/SIGTERM: SIGTERM
  * to every child, wait (10 s, then SIGKILL), exit 0. */
@@ -318,14 +319,22 @@ int ln_run(const ln_options *o, volatile sig_atomic_t *stop) {
                         ret = srlm_set_error(SRLM_EIO, "trainer stopped (%s; see %s/logs/trainer.log); continue with `srlm run --resume %s`",
                                              how, l->run_dir, l->run_dir);
                     }
+                    continue;
+                }
+                /* exit 0 after the last step (the generator once the trainer announced the
+                 * end of the run) is a normal end: one line, no restart. A crash (non-zero
+                 * exit, a signal), or exit 0 while steps remain (a SIGTERM from outside),
+                 * is restarted. */
+                read_progress(mpath, &pg);
+                if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && pg.last_step >= total) {
+                    p->done = 1;
+                    SRLM_INFO("%s (pid %d) finished (exit 0): the run's steps are done", p->name, (int)pid);
                 } else if (p->restartable && p->restarts < c->max_restarts) {
                     p->restarts++;
                     p->restart_at = srlm_now() + 1.0;
-                    /* exit 0 is a clean stop (e.g. the generator after the trainer's last
-                     * update, or a SIGTERM from outside): restarted too, the run decides */
                     srlm_log(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? SRLM_LOG_INFO : SRLM_LOG_WARN,
-                             "%s (pid %d) stopped (%s): restarting in 1 s (%d/%d)", p->name, (int)pid, how, p->restarts,
-                             c->max_restarts);
+                             "%s (pid %d) stopped (%s) at step %ld of %ld: restarting in 1 s (%d/%d)", p->name, (int)pid,
+                             how, pg.last_step, total, p->restarts, c->max_restarts);
                 } else {
                     p->done = 1;
                     ret = srlm_set_error(SRLM_EIO, "%s stopped (%s) after %d restarts (see %s/logs/%s.log): stopping the run; continue with `srlm run --resume %s`",

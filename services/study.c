@@ -27,6 +27,10 @@
 
 #define ST_MAX_SEEDS 16
 #define ST_PATH 4096
+/* JSON written for people (config.json and report.md of the run, results.json): reals with
+ * 10 significant digits (0.005, not 0.0050000000000000001). Machine inputs (the stage
+ * configs given to `srlm run`) keep jansson's exact default. */
+#define ST_JSON_HUMAN (JSON_INDENT(2) | JSON_REAL_PRECISION(10))
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -231,10 +235,20 @@ typedef struct {
     char error[512];
     double train_s[ST_MAX_SEEDS], eval_s[ST_MAX_SEEDS];
     st_cell *cells;       /* [n_evals] */
-    /* curves: concatenated over stages, seed 0 */
-    double *loss_x, *loss_y, *rew_x, *rew_y;
-    int n_loss, n_rew;
 } st_pipe;
+
+/* The curve of one trained stage (first seed): SFT/KD training loss, or GRPO mean rollout
+ * reward, against the stage's own step. A stage prefix shared by several pipelines is
+ * trained once and is one curve; pipes lists every pipeline that uses it. */
+typedef struct {
+    char key[2048];       /* the stage cache key: seed-S/stage1/.../stageK */
+    char stage[64];
+    char pipes[256];      /* "sft, sft-rl" */
+    char label[352];      /* "sft, sft-rl: sft" */
+    int grpo;
+    double *x, *y;
+    int n;
+} st_curve;
 
 typedef struct {
     json_t *cfg;
@@ -252,8 +266,11 @@ typedef struct {
     int n_pipes;
     double t0, setup_s, teacher_s;
     long n_traces;
+    int teacher_used;     /* the teacher was trained (a selected pipeline has a KD stage) */
     FILE *log;            /* RUN/study.log: one line per event */
     json_t *cache;        /* "seed-S/stage1/stage2" -> {dir, out, seconds} of trained prefixes */
+    st_curve *curves;     /* [n_curves], in training order */
+    int n_curves;
 } study;
 
 static void note(study *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -264,10 +281,11 @@ static void note(study *S, const char *fmt, ...) {
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     double t = srlm_now() - S->t0;
-    printf("[%02d:%02d] %s\n", (int)(t / 60), (int)t % 60, buf);
+    /* elapsed time since the study started (not a clock time): [+mm:ss] */
+    printf("[+%02d:%02d] %s\n", (int)(t / 60), (int)t % 60, buf);
     fflush(stdout);
     if (S->log) {
-        fprintf(S->log, "[%8.1f] %s\n", t, buf);
+        fprintf(S->log, "[+%.1fs] %s\n", t, buf);
         fflush(S->log);
     }
 }
@@ -625,8 +643,9 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
     return find_output_model(d, out_model, n);
 }
 
-/* Append (step, loss) and (step, reward) points from a metrics.jsonl. */
-static void read_curves(st_pipe *p, const char *stage_dir, double offset, double *last_step) {
+/* Read a stage's curve from its metrics.jsonl: x = the stage's own step (stage_step,
+ * else step), y = reward_mean for GRPO, loss otherwise. */
+static void read_curve(st_curve *c, const char *stage_dir) {
     const char *cands[] = {"run/metrics.jsonl", "model/metrics.jsonl", "metrics.jsonl"};
     char path[ST_PATH];
     FILE *f = NULL;
@@ -634,7 +653,6 @@ static void read_curves(st_pipe *p, const char *stage_dir, double offset, double
         srlm_fmt(path, sizeof path, "%s/%s", stage_dir, cands[i]);
         f = fopen(path, "r");
     }
-    *last_step = offset;
     if (!f) return;
     char *line = NULL;
     size_t cap = 0;
@@ -643,27 +661,42 @@ static void read_curves(st_pipe *p, const char *stage_dir, double offset, double
         json_t *o = json_loads(line, 0, NULL);
         if (!o) continue;
         k++;
-        double step = jnum(o, "step", (double)k) + offset;
-        if (step > *last_step) *last_step = step;
-        json_t *loss = json_object_get(o, "loss");
-        json_t *rew = json_object_get(o, "reward_mean");
-        if (!rew) rew = json_object_get(o, "reward");
-        if (json_is_number(loss)) {
-            p->loss_x = srlm_xrealloc(p->loss_x, (size_t)(p->n_loss + 1) * sizeof(double));
-            p->loss_y = srlm_xrealloc(p->loss_y, (size_t)(p->n_loss + 1) * sizeof(double));
-            p->loss_x[p->n_loss] = step;
-            p->loss_y[p->n_loss++] = json_number_value(loss);
-        }
-        if (json_is_number(rew)) {
-            p->rew_x = srlm_xrealloc(p->rew_x, (size_t)(p->n_rew + 1) * sizeof(double));
-            p->rew_y = srlm_xrealloc(p->rew_y, (size_t)(p->n_rew + 1) * sizeof(double));
-            p->rew_x[p->n_rew] = step;
-            p->rew_y[p->n_rew++] = json_number_value(rew);
+        double step = jnum(o, "stage_step", jnum(o, "step", (double)k));
+        const json_t *y = json_object_get(o, c->grpo ? "reward_mean" : "loss");
+        if (c->grpo && !y) y = json_object_get(o, "reward");
+        if (json_is_number(y)) {
+            c->x = srlm_xrealloc(c->x, (size_t)(c->n + 1) * sizeof(double));
+            c->y = srlm_xrealloc(c->y, (size_t)(c->n + 1) * sizeof(double));
+            c->x[c->n] = step;
+            c->y[c->n++] = json_number_value(y);
         }
         json_decref(o);
     }
     free(line);
     fclose(f);
+}
+
+/* Record that pipeline `pipe` used the trained stage `key` (first seed): a new curve read
+ * from stage_dir, or the pipeline added to the label of the curve already read. */
+static void add_curve(study *S, const char *key, const char *stage, const char *pipe, const char *stage_dir) {
+    st_curve *c = NULL;
+    for (int i = 0; i < S->n_curves && !c; i++)
+        if (!strcmp(S->curves[i].key, key)) c = &S->curves[i];
+    if (c) {
+        size_t l = strlen(c->pipes);
+        srlm_fmt(c->pipes + l, sizeof c->pipes - l, ", %s", pipe);
+    } else {
+        S->curves = srlm_xrealloc(S->curves, (size_t)(S->n_curves + 1) * sizeof *S->curves);
+        c = &S->curves[S->n_curves++];
+        memset(c, 0, sizeof *c);
+        srlm_fmt(c->key, sizeof c->key, "%s", key);
+        srlm_fmt(c->stage, sizeof c->stage, "%s", stage);
+        srlm_fmt(c->pipes, sizeof c->pipes, "%s", pipe);
+        const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), stage);
+        c->grpo = !strcmp(jstr(sd, "type", ""), "grpo");
+        read_curve(c, stage_dir);
+    }
+    srlm_fmt(c->label, sizeof c->label, "%s: %s", c->pipes, c->stage);
 }
 
 /* ---- evaluation ------------------------------------------------------------------------- */
@@ -828,20 +861,22 @@ static int write_report(study *S, double total_s) {
     }
     fclose(sp);
 
-    /* plots */
-    int np = 0;
-    plot_series *ls = srlm_xcalloc((size_t)S->n_pipes, sizeof *ls), *rs = srlm_xcalloc((size_t)S->n_pipes, sizeof *rs);
+    /* plots: one chart per stage kind, one curve per trained stage (first seed) */
+    plot_series *ls = srlm_xcalloc((size_t)S->n_curves + 1, sizeof *ls), *rs = srlm_xcalloc((size_t)S->n_curves + 1, sizeof *rs);
     int nl = 0, nr = 0;
-    for (int p = 0; p < S->n_pipes; p++) {
-        const char *nm = S->pipes[p].name;
-        if (S->pipes[p].n_loss) ls[nl++] = (plot_series){nm, S->pipes[p].loss_x, S->pipes[p].loss_y, S->pipes[p].n_loss};
-        if (S->pipes[p].n_rew) rs[nr++] = (plot_series){nm, S->pipes[p].rew_x, S->pipes[p].rew_y, S->pipes[p].n_rew};
+    for (int i = 0; i < S->n_curves; i++) {
+        const st_curve *c = &S->curves[i];
+        if (!c->n) continue;
+        if (c->grpo) rs[nr++] = (plot_series){c->label, c->x, c->y, c->n};
+        else ls[nl++] = (plot_series){c->label, c->x, c->y, c->n};
     }
     int have_loss = 0, have_rew = 0, have_acc = 0;
     srlm_fmt(path, sizeof path, "%s/loss_curves.svg", S->run);
-    if (nl && !plot_line_svg(path, "Training loss (first seed; stages concatenated)", "step", "loss", ls, nl)) have_loss = 1;
+    if (nl && !plot_line_svg(path, "SFT / KD training loss (first seed)", "step of the stage", "cross-entropy loss", ls, nl))
+        have_loss = 1;
     srlm_fmt(path, sizeof path, "%s/reward_curves.svg", S->run);
-    if (nr && !plot_line_svg(path, "Mean rollout reward (first seed)", "step", "reward", rs, nr)) have_rew = 1;
+    if (nr && !plot_line_svg(path, "GRPO mean rollout reward (first seed)", "GRPO step", "mean reward", rs, nr))
+        have_rew = 1;
     free(ls);
     free(rs);
     {
@@ -869,7 +904,6 @@ static int write_report(study *S, double total_s) {
         free(vals);
         free(errs);
     }
-    (void)np;
 
     /* report.md */
     char *md = NULL;
@@ -904,14 +938,22 @@ static int write_report(study *S, double total_s) {
         fprintf(r, "| %s | %s%s%s | %d | %ld | %ld |\n", jstr(ev, "name", "?"), jstr(ev, "dataset", "?"),
                 jstr(ev, "sources", NULL) ? " sources=" : "", jstr(ev, "sources", ""), np_, sc, er);
     }
-    if (S->teacher[0])
+    if (S->teacher_used && S->n_traces)
         fprintf(r, "\nTeacher: `%s`; %ld traces kept for KD (`%s`).\n", S->teacher, S->n_traces, S->traces_jsonl);
+    else if (S->teacher_used)
+        fprintf(r, "\nTeacher: `%s` (logit KD; no traces written).\n", S->teacher);
+    else if (S->teacher[0])
+        fprintf(r, "\nTeacher: not trained (no pipeline of this run has a KD stage).\n");
     fprintf(r, "\n## Plots\n\n");
     if (have_acc) fprintf(r, "![accuracy per pipeline](accuracy.svg)\n\n");
-    if (have_loss) fprintf(r, "![training loss](loss_curves.svg)\n\n");
-    if (have_rew) fprintf(r, "![mean reward](reward_curves.svg)\n\n");
+    if (have_loss || have_rew)
+        fprintf(r, "Curves of the first seed against each stage's own step, one per trained stage, labelled "
+                   "`pipelines: stage`; a stage prefix shared by several pipelines is trained once and drawn once, "
+                   "labelled with every pipeline that uses it.\n\n");
+    if (have_loss) fprintf(r, "![SFT / KD training loss](loss_curves.svg)\n\n");
+    if (have_rew) fprintf(r, "![GRPO mean reward](reward_curves.svg)\n\n");
     if (!have_loss && !have_rew) fprintf(r, "(no stage wrote metrics.jsonl: no curves)\n\n");
-    char *cfg = json_dumps(S->cfg, JSON_INDENT(2));
+    char *cfg = json_dumps(S->cfg, ST_JSON_HUMAN);
     fprintf(r, "## Settings\n\nThe study config as run (also in `config.json`):\n\n```json\n%s\n```\n\n", cfg ? cfg : "");
     free(cfg);
     fprintf(r, "## Files\n\n- `pipelines/NAME/seed-S/stage-I-STAGE/` — each stage's config, log and model\n"
@@ -946,7 +988,7 @@ static int write_results_json(study *S) {
     }
     char path[ST_PATH];
     srlm_fmt(path, sizeof path, "%s/results.json", S->run);
-    char *s = json_dumps(o, JSON_INDENT(2));
+    char *s = json_dumps(o, ST_JSON_HUMAN);
     json_decref(o);
     int rc = s ? srlm_write_file_atomic(path, s, strlen(s)) : SRLM_ENOMEM;
     free(s);
@@ -954,10 +996,29 @@ static int write_results_json(study *S) {
 }
 
 /* ---- the teacher ---------------------------------------------------------------------------- */
-static int run_teacher(study *S, const json_t *tc) {
-    static const char *const KEYS[] = {"model", "stages", "traces", NULL};
+/* What a pipeline's stages need of the teacher: 1 = the trained teacher model (logit KD
+ * gets its path), 2 = its traces (sequence KD reading the teacher-traces source, the
+ * default of a kd stage without 'sources'); 0 = nothing. */
+static int teacher_need(const study *S, const json_t *stages) {
+    int need = 0;
+    size_t i;
+    json_t *s;
+    json_array_foreach(stages, i, s) {
+        const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), json_string_value(s));
+        if (strcmp(jstr(sd, "type", ""), "kd")) continue;
+        if (!strcmp(jstr(sd, "kd_mode", "sequence"), "logit")) {
+            need |= 1;
+        } else {
+            const char *src = jstr(sd, "sources", NULL);
+            if (!src || strstr(src, "teacher-traces")) need |= 3;
+        }
+    }
+    return need;
+}
+
+/* Train the teacher (its stages) and, when traces is set, write its traces. */
+static int run_teacher(study *S, const json_t *tc, int traces) {
     int rc;
-    if ((rc = check_keys(tc, "teacher", KEYS))) return rc;
     double t0 = srlm_now();
     char cur[ST_PATH];
     srlm_fmt(cur, sizeof cur, "%s", S->teacher);
@@ -975,7 +1036,7 @@ static int run_teacher(study *S, const json_t *tc) {
     srlm_fmt(S->teacher, sizeof S->teacher, "%s", cur);
     /* traces: the teacher answers the train problems; correct answers become KD samples */
     const json_t *tr = json_object_get(tc, "traces");
-    if (json_is_object(tr)) {
+    if (json_is_object(tr) && traces) {
         char outdir[ST_PATH];
         srlm_fmt(outdir, sizeof outdir, "%s/teacher/traces", S->run);
         json_t *ev = json_deep_copy(tr);
@@ -1112,6 +1173,7 @@ int st_run(const st_opts *o) {
     json_error_t err;
     S.cfg = json_load_file(o->config_path, 0, &err);
     if (!S.cfg) return srlm_set_error(SRLM_EINVAL, "%s:%d: %s", o->config_path, err.line, err.text);
+    int check_tmp = 0;
     int rc = check_keys(S.cfg, o->config_path, KEYS);
     if (rc) goto out;
     S.name = jstr(S.cfg, "name", "study");
@@ -1162,9 +1224,37 @@ int st_run(const st_opts *o) {
         }
         S.pipes[p].cells = srlm_xcalloc((size_t)S.n_evals, sizeof(st_cell));
     }
+    if (o->only) { /* keep the selected pipelines only: the log, report and results show those */
+        for (const char *q = o->only; *q;) {
+            const char *e = strchr(q, ',');
+            size_t l = e ? (size_t)(e - q) : strlen(q);
+            int found = 0;
+            for (int p = 0; p < S.n_pipes; p++) found |= strlen(S.pipes[p].name) == l && !strncmp(S.pipes[p].name, q, l);
+            if (!found) {
+                rc = srlm_set_error(SRLM_EINVAL, "--only: '%.*s' is not a pipeline of %s", (int)l, q, o->config_path);
+                goto out;
+            }
+            if (!e) break;
+            q = e + 1;
+        }
+        int k = 0;
+        for (int p = 0; p < S.n_pipes; p++) {
+            if (in_list(o->only, S.pipes[p].name)) S.pipes[k++] = S.pipes[p];
+            else free(S.pipes[p].cells);
+        }
+        S.n_pipes = k;
+    }
 
-    /* the run directory */
-    if (o->out_dir) {
+    /* the run directory; --check validates in a temporary one that is removed at the end */
+    if (o->check_only) {
+        char tmpl[] = "/tmp/srlm-study-check-XXXXXX";
+        if (!mkdtemp(tmpl)) {
+            rc = srlm_set_error(SRLM_EIO, "mkdtemp %s: %s", tmpl, strerror(errno));
+            goto out;
+        }
+        srlm_fmt(S.run, sizeof S.run, "%s", tmpl);
+        check_tmp = 1;
+    } else if (o->out_dir) {
         srlm_fmt(S.run, sizeof S.run, "%s", o->out_dir);
     } else {
         time_t now = time(NULL);
@@ -1184,7 +1274,7 @@ int st_run(const st_opts *o) {
     srlm_fmt(p1, sizeof p1, "%s/study.log", S.run);
     S.log = fopen(p1, "a");
     {
-        char *c = json_dumps(S.cfg, JSON_INDENT(2));
+        char *c = json_dumps(S.cfg, ST_JSON_HUMAN);
         srlm_fmt(p1, sizeof p1, "%s/config.json", S.run);
         rc = c ? srlm_write_file_atomic(p1, c, strlen(c)) : SRLM_ENOMEM;
         free(c);
@@ -1200,8 +1290,9 @@ int st_run(const st_opts *o) {
     }
     srlm_fmt(S.db, sizeof S.db, "%s/data.lmdb", S.run);
     srlm_fmt(S.traces_jsonl, sizeof S.traces_jsonl, "%s/data/teacher-traces.jsonl", S.run);
-    note(&S, "study %s: %d pipelines × %d seed(s), %d evaluation set(s); run directory %s", S.name, S.n_pipes,
-         S.n_seeds, S.n_evals, S.run);
+    note(&S, "study %s: %d pipeline%s × %d seed(s), %d evaluation set(s); %s %s", S.name, S.n_pipes,
+         S.n_pipes == 1 ? "" : "s", S.n_seeds, S.n_evals,
+         check_tmp ? "checking in the temporary directory" : "run directory", S.run);
 
     /* tokenizer and models */
     const char *tk = jstr(S.cfg, "tokenizer", NULL);
@@ -1229,6 +1320,8 @@ int st_run(const st_opts *o) {
         goto out;
     }
     const json_t *tc = json_object_get(S.cfg, "teacher");
+    static const char *const TK[] = {"model", "stages", "traces", NULL};
+    if (tc && (rc = check_keys(tc, "teacher", TK))) goto out;
     if (tc) {
         const char *tm = jstr(tc, "model", "teacher");
         if (o->teacher) {
@@ -1247,19 +1340,26 @@ int st_run(const st_opts *o) {
     const json_t *data = json_object_get(S.cfg, "data");
     if (data && (rc = setup_data(&S, data))) goto out;
     S.setup_s = srlm_now() - S.t0;
-    if (tc && (rc = run_teacher(&S, tc))) goto out;
+    if (tc) {
+        int need = 0; /* 1: a selected pipeline needs the trained teacher (logit KD), 2: its traces */
+        for (int p = 0; p < S.n_pipes; p++) need |= teacher_need(&S, S.pipes[p].stages);
+        if (need) {
+            S.teacher_used = 1;
+            if ((rc = run_teacher(&S, tc, need & 2))) goto out;
+        } else {
+            note(&S, "teacher: skipped (no selected pipeline has a KD stage)");
+        }
+    }
 
     /* pipelines */
     for (int p = 0; p < S.n_pipes; p++) {
         st_pipe *P = &S.pipes[p];
-        if (!in_list(o->only, P->name)) continue;
         int n_stages = (int)json_array_size(P->stages);
         int n_seeds = n_stages ? S.n_seeds : 1; /* the base model does not depend on a seed */
         for (int si = 0; si < n_seeds && !P->failed; si++) {
             int seed = S.seeds[si];
             char cur[ST_PATH];
             srlm_fmt(cur, sizeof cur, "%s", S.student);
-            double step_off = 0;
             char key[2048];
             srlm_fmt(key, sizeof key, "seed-%d", seed);
             for (int k = 0; k < n_stages; k++) {
@@ -1289,7 +1389,7 @@ int st_run(const st_opts *o) {
                     note(&S, "%s (seed %d): stage %s done in %.0f s", P->name, seed, sn, s);
                 }
                 P->train_s[si] += s;
-                if (si == 0) read_curves(P, dir, step_off, &step_off);
+                if (si == 0) add_curve(&S, key, sn, P->name, dir);
                 srlm_fmt(cur, sizeof cur, "%s", out);
             }
             if (P->failed) break;
@@ -1322,35 +1422,20 @@ int st_run(const st_opts *o) {
             goto out;
         }
     }
-    if (o->only) { /* the report shows the pipelines that ran */
-        int k = 0;
-        for (int p = 0; p < S.n_pipes; p++) {
-            if (in_list(o->only, S.pipes[p].name)) {
-                S.pipes[k++] = S.pipes[p];
-            } else {
-                free(S.pipes[p].cells);
-                free(S.pipes[p].loss_x);
-                free(S.pipes[p].loss_y);
-                free(S.pipes[p].rew_x);
-                free(S.pipes[p].rew_y);
-            }
-        }
-        S.n_pipes = k;
-    }
     rc = write_results_json(&S);
     if (!rc) rc = write_report(&S, srlm_now() - S.t0);
     for (int p = 0; p < S.n_pipes && !rc; p++)
         if (S.pipes[p].failed) rc = srlm_set_error(SRLM_EIO, "pipeline %s failed: %s", S.pipes[p].name, S.pipes[p].error);
 out:
     if (S.log) fclose(S.log);
-    for (int p = 0; p < S.n_pipes; p++) {
-        free(S.pipes[p].cells);
-        free(S.pipes[p].loss_x);
-        free(S.pipes[p].loss_y);
-        free(S.pipes[p].rew_x);
-        free(S.pipes[p].rew_y);
-    }
+    if (check_tmp) srlm_rm_rf(S.run);
+    for (int p = 0; p < S.n_pipes; p++) free(S.pipes[p].cells);
     free(S.pipes);
+    for (int i = 0; i < S.n_curves; i++) {
+        free(S.curves[i].x);
+        free(S.curves[i].y);
+    }
+    free(S.curves);
     json_decref(S.cache);
     json_decref(S.cfg);
     return rc;

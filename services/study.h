@@ -13,8 +13,10 @@
  *   4. every result × evaluation set: `srlm eval` (scored by the sandboxed reward
  *      scorers); summary.json per evaluation.
  *   5. report.md (comparison table with mean ± seed spread, Δ vs base, settings,
- *      timings), plots (reward_curves.svg, loss_curves.svg, accuracy.svg), results.json;
- *      the table is printed. */
+ *      timings), plots (loss_curves.svg: SFT/KD loss, reward_curves.svg: GRPO mean
+ *      reward, each per trained stage against its own step; accuracy.svg), results.json;
+ *      the table is printed.
+ * With `only`, the teacher (2.) runs only when a selected pipeline has a KD stage. */
 #ifndef SRLM_STUDY_H
 #define SRLM_STUDY_H
 
@@ -25,7 +27,7 @@ typedef struct {
     const char *seeds;       /* "1,2,3" overrides the config's seeds, NULL = config */
     int keep_going;          /* a failing pipeline is reported and the study continues */
     const char *model;       /* starting model dir: overrides models.STUDENT (NULL = config) */
-    int check_only;          /* validate the config and every stage, create nothing else */
+    int check_only;          /* validate the config and every stage in a temporary dir; leave nothing */
     const char *teacher;     /* teacher model dir: overrides the teacher's model (NULL = config) */
 } st_opts;
 

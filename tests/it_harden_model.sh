@@ -104,6 +104,22 @@ n=$(hdr_len "$ST")
 first=$(head -c $((8 + n)) "$ST" | tail -c "$n" | jq -r 'to_entries | map(select(.key != "__metadata__")) | min_by(.value.data_offsets[0]) | .key')
 printf '\377\377\377\377' | dd of="$ST" bs=1 seek=$((8 + n)) conv=notrunc status=none
 expect_err "$T/h" "tensor $first contains NaN or Inf"
+# finite weights that overflow float32 (q/k biases of layer 0 = 3e38: the attention scores
+# are Inf, softmax NaN): forward fails naming the model instead of printing NaN logits
+cp "$T"/m/* "$T/h/"
+python3 - "$ST" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b")
+n = struct.unpack("<Q", f.read(8))[0]
+h = json.loads(f.read(n))
+big = struct.pack("<f", 3e38)[2:]  # BF16: the high half of the float32
+for name in ("model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias"):
+    a, b = h[name]["data_offsets"]
+    assert h[name]["dtype"] == "BF16"
+    f.seek(8 + n + a)
+    f.write(big * ((b - a) // 2))
+PY
+expect_err "$T/h" "$T/h: the logits are not finite"
 # ---- hostile generation flags: usage errors (exit 2), never NaN output
 gen_rc() { local want=$1; shift; set +e; "$BIN" generate --model "$T/m" --prompt hi "$@" >/dev/null 2>&1; local rc=$?; set -e
   [ $rc -eq "$want" ] || fail "generate $* exit $rc, expected $want"; }

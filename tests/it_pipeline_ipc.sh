@@ -10,6 +10,8 @@ write_config "$T/cfg.json" '[{"type": "sft", "steps": 2, "batch_size": 4, "lr": 
   {"type": "grpo", "steps": 3, "batch_size": 2, "group_size": 4, "max_new_tokens": 24, "lr": 1e-4}]'
 timeout 300 "$SRLM_BIN" run --quiet "$T/cfg.json" --run-dir "$RUN" > "$T/run.out" 2>&1 || { cat "$T/run.out"; fail "srlm run"; }
 check_metrics "$RUN" 5
+# a normal end is not a crash: no role is restarted (the generator may log that it finished)
+if grep -q 'restarting' "$T/run.out"; then cat "$T/run.out"; fail "a role was restarted in a run without faults"; fi
 [ "$(grep -c '"stage":"grpo"' "$RUN/metrics.jsonl")" -eq 3 ] || fail "want 3 GRPO steps"
 grep '"stage":"grpo"' "$RUN/metrics.jsonl" | grep -q "\"workers\":$((1 + CODE_WORKERS))" || fail "GRPO metrics do not report the workers"
 check_broker_counts "$RUN"

@@ -35,7 +35,9 @@ done < <(find "$RUN/pipelines" "$RUN/teacher" -maxdepth 3 -type d -name 'stage-*
 want_stages=$(/usr/bin/python3 -c "
 import json,sys
 c=json.load(open('configs/study-smoke.json'))
-print(sum(len(p['stages']) for p in c['pipelines']) + len(c.get('teacher',{}).get('stages',[])))" 2>/dev/null || echo "")
+# a stage prefix shared by two pipelines is trained once
+pre={tuple(p['stages'][:i+1]) for p in c['pipelines'] for i in range(len(p['stages']))}
+print(len(pre) + len(c.get('teacher',{}).get('stages',[])))" 2>/dev/null || echo "")
 [ -z "$want_stages" ] || [ "$n_stage" -eq "$want_stages" ] || fail "expected $want_stages stage directories, found $n_stage"
 [ "$n_stage" -ge 1 ] || fail "no stage ran"
 
@@ -61,4 +63,56 @@ print(n)
 PY
 ) || fail "evaluation check failed"
 [ "$n_eval" -ge 2 ] || fail "expected evaluations of at least two models, found $n_eval"
+
+# progress lines carry the elapsed time [+mm:ss]; the first one counts the pipelines
+grep -q '^\[+[0-9][0-9]:[0-9][0-9]\] study study-smoke: 3 pipelines ×' "$WORK/stdout.txt" || fail "no [+mm:ss] header line"
+# the config as run is printed with sane reals (lr 3e-3, not 0.0030000000000000001)
+grep -q '"lr": 0.003' "$RUN/report.md" && grep -q '"lr": 0.003' "$RUN/config.json" || fail "config as run: reals"
+if grep -q '000000000[0-9]' "$RUN/report.md" "$RUN/config.json" "$RUN/results.json"; then fail "17-digit reals in the report"; fi
+
+# plots: valid SVG; SFT/KD loss and GRPO reward apart, one curve per trained stage, the
+# shared sft stage once, labelled with both pipelines
+/usr/bin/python3 - "$RUN" <<'PY' || fail "plot check failed"
+import sys, xml.etree.ElementTree as ET
+run = sys.argv[1]
+ns = "{http://www.w3.org/2000/svg}"
+def legend(name):
+    root = ET.parse(f"{run}/{name}").getroot()
+    assert root.tag == ns + "svg", name
+    paths = root.findall(ns + "path")
+    texts = [t.text for t in root.findall(ns + "text")]
+    return len(paths), texts
+ET.parse(f"{run}/accuracy.svg")
+n, texts = legend("loss_curves.svg")
+assert n == 2, f"loss_curves.svg: {n} curves"
+assert "sft, sft-kd-rl: sft" in texts and "sft-kd-rl: kd" in texts, texts
+assert not any(t and t.endswith(": grpo") for t in texts), texts
+n, texts = legend("reward_curves.svg")
+assert n == 1 and "sft-kd-rl: grpo" in texts, (n, texts)
+assert "GRPO step" in texts, texts
+PY
+
+# --check creates nothing: neither the default runs/ directory nor --out
+mkdir "$WORK/empty"
+(cd "$WORK/empty" && "$BIN" study "$SRC/configs/study-smoke.json" --check >"$WORK/check.txt" 2>&1) ||
+  { cat "$WORK/check.txt" >&2; fail "study --check failed"; }
+[ -z "$(ls -A "$WORK/empty")" ] || fail "study --check left files in the current directory: $(ls -A "$WORK/empty")"
+"$BIN" study configs/study-smoke.json --check --out "$WORK/chk" >"$WORK/check.txt" 2>&1 || fail "study --check --out failed"
+[ ! -e "$WORK/chk" ] || fail "study --check created --out"
+tmpd=$(sed -n 's/.*checking in the temporary directory \(.*\)$/\1/p' "$WORK/check.txt")
+[ -n "$tmpd" ] && [ ! -e "$tmpd" ] || fail "study --check left its temporary directory '$tmpd'"
+"$BIN" study --help | grep -q -- '--check' || fail "--help does not list --check"
+
+# --only: a subset without a KD stage does not train the teacher; the header counts it
+RUN2="$WORK/run-only"
+"$BIN" study configs/study-smoke.json --only base --out "$RUN2" >"$WORK/only.txt" 2>&1 ||
+  { cat "$WORK/only.txt" >&2; fail "study --only base failed"; }
+grep -q 'study study-smoke: 1 pipeline ×' "$WORK/only.txt" || fail "--only: header does not count 1 pipeline"
+grep -q 'teacher: skipped' "$WORK/only.txt" || fail "--only base: teacher not skipped"
+[ ! -e "$RUN2/teacher" ] || fail "--only base trained the teacher"
+/usr/bin/python3 -c "
+import json,sys
+r=json.load(open(sys.argv[1]))
+assert [p['name'] for p in r['pipelines']] == ['base'], r" "$RUN2/results.json" || fail "--only: results.json"
+if "$BIN" study configs/study-smoke.json --only nosuch --check >/dev/null 2>&1; then fail "--only with an unknown name accepted"; fi
 echo "ok: $n_stage stages, $n_eval evaluations"
