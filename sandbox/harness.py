@@ -107,7 +107,7 @@ def _closefrom(keep):
 
 
 # ---------------------------------------------------------------- candidate side (C)
-def _candidate_main(sock, program):
+def _candidate_main(sock):
     handles = {}
 
     def enc(x, depth=0):
@@ -166,6 +166,12 @@ def _candidate_main(sock, program):
         if k == 'B': return getattr(builtins, v)
         raise ValueError('bad value tag')
 
+    try:
+        # Forked before the judge has read the job (the first one) or right after a
+        # clean-up: the program comes from the judge on this socket.
+        program = _recv(sock)['program']
+    except BaseException:
+        posix._exit(0)
     g = {'__name__': '__candidate__', '__builtins__': builtins}
     stage = 'compile'
     try:
@@ -232,7 +238,38 @@ _PREIMPORT = {'typing', 'math', 're', 'collections', 'itertools', 'functools', '
 def _zygote_main(ctl, in_pidns):
     _closefrom(ctl.fileno())
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-    program = _recv(ctl)['program']
+
+    def spawn():
+        # A fresh candidate process; it waits for the program from the judge, so its
+        # program load overlaps the judge's own work (planning, records).
+        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        pid = posix.fork()
+        if pid == 0:
+            ctl.close()
+            mine.close()
+            _closefrom(theirs.fileno())
+            posix.setpgid(0, 0)
+            gc.enable()
+            _candidate_main(theirs)
+            posix._exit(0)
+        theirs.close()
+        return pid, mine
+
+    def reply(st, nxt):
+        data = (b'%d %d' % (st, nxt[0] if nxt else 0)).ljust(ZREPLY)
+        if nxt:
+            ctl.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                  nxt[1].fileno().to_bytes(4, sys.byteorder))])
+            nxt[1].close()
+        else:
+            ctl.sendall(data)
+
+    # The first candidate, at once: the judge is still reading the job.
+    reply(0, spawn())
+    try:
+        program = _recv(ctl)['program']  # only to know what to pre-import
+    except BaseException:
+        posix._exit(0)
     warm = [False]
 
     def preimport():
@@ -252,31 +289,6 @@ def _zygote_main(ctl, in_pidns):
                 pass
         gc.freeze()
 
-    def spawn():
-        # A fresh candidate process, forked right after the previous one was cleaned up,
-        # so its program load overlaps the judge's bookkeeping.
-        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        pid = posix.fork()
-        if pid == 0:
-            ctl.close()
-            mine.close()
-            _closefrom(theirs.fileno())
-            posix.setpgid(0, 0)
-            gc.enable()
-            _candidate_main(theirs, program)
-            posix._exit(0)
-        theirs.close()
-        return pid, mine
-
-    def reply(st, nxt):
-        data = (b'%d %d' % (st, nxt[0] if nxt else 0)).ljust(ZREPLY)
-        if nxt:
-            ctl.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                  nxt[1].fileno().to_bytes(4, sys.byteorder))])
-            nxt[1].close()
-        else:
-            ctl.sendall(data)
-
     while True:
         try:
             msg = ctl.recv(64)
@@ -284,9 +296,6 @@ def _zygote_main(ctl, in_pidns):
             posix._exit(0)
         if not msg:
             posix._exit(0)
-        if msg == b'next':
-            reply(0, spawn())
-            continue
         _, pid, want_next = msg.split()
         pid = int(pid)
         try:
@@ -688,6 +697,49 @@ def main():
     def record(obj):
         rec.send(_dumps(obj).encode())
 
+    def zrecv():
+        """The zygote's reply: (status, next pid, next socket or None)."""
+        data, anc, _, _ = ctl.recvmsg(ZREPLY, _socket.CMSG_SPACE(4))
+        fds = [int.from_bytes(d[:4], sys.byteorder) for lvl, typ, d in anc
+               if lvl == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS and len(d) >= 4]
+        while data and len(data) < ZREPLY:
+            more = ctl.recv(ZREPLY - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) < ZREPLY:
+            for fd in fds:
+                posix.close(fd)
+            raise ZygoteGone()
+        st, npid = (int(x) for x in data.split())
+        return st, npid, (_socket.socket(fileno=fds[0]) if fds else None)
+
+    prog_msg = _dumps({'program': job['program']}).encode()
+    prog_msg = len(prog_msg).to_bytes(4, 'little') + prog_msg
+
+    def zreq(msg):
+        ctl.sendall(msg)
+        st, npid, nsock = zrecv()
+        if nsock is not None:
+            give_program(nsock)
+        return st, npid, nsock
+
+    def give_program(c):
+        try:
+            c.sendall(prog_msg)
+        except OSError:
+            pass  # the candidate is gone: its test says so
+
+    zygote_dead = False
+    cpid, sock = 0, None
+    try:
+        _send(ctl, {'program': job['program']})
+        _, cpid, sock = zrecv()  # the first candidate, forked while we read the job
+        if sock is not None:
+            give_program(sock)
+    except (ZygoteGone, OSError):
+        zygote_dead = True
+
     try:
         # Names the tests must resolve to the candidate even when they shadow a builtin
         # (MBPP 126 defines `sum`): the entry point and the reference solution's top-level
@@ -706,35 +758,11 @@ def main():
         return
     n = len(units)
     record({'kind': 'plan', 'n': n})
-    _send(ctl, {'program': job['program']})
     timeout = float(job.get('timeout', 5.0))
     fresh_each = bool(job.get('fresh_per_test'))
 
-    def zreq(msg):
-        """Ask the zygote; returns (status, next pid, next socket or None)."""
-        ctl.sendall(msg)
-        data, anc, _, _ = ctl.recvmsg(ZREPLY, _socket.CMSG_SPACE(4))
-        fds = [int.from_bytes(d[:4], sys.byteorder) for lvl, typ, d in anc
-               if lvl == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS and len(d) >= 4]
-        while data and len(data) < ZREPLY:
-            more = ctl.recv(ZREPLY - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) < ZREPLY:
-            for fd in fds:
-                posix.close(fd)
-            raise ZygoteGone()
-        st, npid = (int(x) for x in data.split())
-        return st, npid, (_socket.socket(fileno=fds[0]) if fds else None)
-
-    zygote_dead = False
     compile_error = None  # (name, msg): the program does not compile; no C can answer
-    cpid, sock, loaded = 0, None, False
-    try:
-        _, cpid, sock = zreq(b'next')
-    except (ZygoteGone, OSError):
-        zygote_dead = True
+    loaded = False
     for i, unit in enumerate(units):
         t0 = time.monotonic()
         status, sig, msg = 'pass', 0, ''
