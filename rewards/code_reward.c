@@ -1,10 +1,16 @@
 /* code_reward.c — code-execution reward: build the harness job, run it sandboxed, turn the
  * authenticated per-test records into a reward_result. See code_reward.h. */
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "code_reward.h"
 #include "util.h"
@@ -17,7 +23,87 @@ int cr_init(cr_ctx *c, int no_userns) {
     c->test_timeout_s = 6.0;
     c->max_wall_s = 120.0;
     snprintf(c->python, sizeof c->python, "/usr/bin/python3");
-    return sbx_init(&c->sbx, no_userns);
+    int rc = sbx_init(&c->sbx, no_userns);
+    if (rc) return rc;
+    if (cr_prepare(c))
+        SRLM_WARN("code reward: %s; every run compiles the harness source (slower)",
+                  srlm_last_error());
+    return 0;
+}
+
+/* The judge's bootstrap (python -c): read [u32 length][marshal code] from fd 3 and run it;
+ * the harness then reads the job (the rest of fd 3). The code was made by the same
+ * interpreter from our own source (cr_prepare): trusted data, never the candidate's. */
+static const char BOOTSTRAP[] =
+    "import marshal,posix\n"
+    "def _r(n):\n"
+    "    b=b''\n"
+    "    while len(b)<n:\n"
+    "        c=posix.read(3,n-len(b))\n"
+    "        if not c: raise EOFError('harness code')\n"
+    "        b+=c\n"
+    "    return b\n"
+    "exec(marshal.loads(_r(int.from_bytes(_r(4),'little'))))\n";
+
+int cr_prepare(cr_ctx *c) {
+    static const char compiler[] =
+        "import marshal,sys\n"
+        "sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.buffer.read(),'<harness>','exec')))\n";
+    c->harness_code_len = 0;
+    c->harness_python[0] = 0;
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
+        int e = errno;
+        if (in[0] >= 0) { close(in[0]); close(in[1]); }
+        return srlm_set_error(SRLM_EIO, "harness compile: pipe: %s", strerror(e));
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0) _exit(127);
+        char *argv[] = {c->python, "-I", "-S", "-B", "-c", (char *)compiler, NULL};
+        char *envp[] = {"LC_ALL=C.UTF-8", NULL};
+        execve(c->python, argv, envp);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (pid < 0) {
+        close(in[1]);
+        close(out[0]);
+        return srlm_set_error(SRLM_EIO, "harness compile: fork: %s", strerror(errno));
+    }
+    /* write the source, then read the code (the interpreter reads all input first) */
+    extern const char sbx_harness_py[];
+    const char *src = sbx_harness_py;
+    size_t n = strlen(src), off = 0, got = 0;
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    while (off < n) {
+        ssize_t w = write(in[1], src + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    close(in[1]);
+    signal(SIGPIPE, old);
+    int too_big = 0;
+    for (;;) {
+        char buf[8192];
+        ssize_t r = read(out[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (got + (size_t)r > sizeof c->harness_code) { too_big = 1; continue; }
+        memcpy(c->harness_code + got, buf, (size_t)r);
+        got += (size_t)r;
+    }
+    close(out[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (off < n || too_big || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || got == 0)
+        return srlm_set_error(SRLM_EIO, "harness compile with %s failed (%s)", c->python,
+                              too_big ? "code larger than the buffer" : "interpreter error");
+    c->harness_code_len = got;
+    snprintf(c->harness_python, sizeof c->harness_python, "%s", c->python);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- code extraction */
@@ -254,6 +340,7 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
     json_object_set_new(job, "format", json_string(pb.humaneval ? "humaneval" : "mbpp"));
     json_object_set_new(job, "program", json_string(program));
     json_object_set_new(job, "timeout", json_real(c->test_timeout_s));
+    if (c->fresh_per_test) json_object_set_new(job, "fresh_per_test", json_true());
     if (pb.entry) json_object_set_new(job, "entry_point", json_string(pb.entry));
     if (pb.reference) json_object_set_new(job, "reference", json_string(pb.reference));
     if (pb.setup) json_object_set_new(job, "setup", json_string(pb.setup));
@@ -264,8 +351,26 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
         json_object_set(job, "tests", pb.tests);
     }
     free(program);
-    char *input = json_dumps(job, JSON_COMPACT);
+    char *jtext = json_dumps(job, JSON_COMPACT);
     json_decref(job);
+    /* fd 3: [u32 length][harness code] (fast path) then the job */
+    int fast = c->harness_code_len > 0 && !strcmp(c->harness_python, c->python);
+    char *input = NULL;
+    size_t input_len = 0;
+    if (jtext) {
+        size_t jl = strlen(jtext), pre = fast ? 4 + c->harness_code_len : 0;
+        input = srlm_xmalloc(pre + jl + 1);
+        if (fast) {
+            uint32_t l32 = (uint32_t)c->harness_code_len;
+            unsigned char le[4] = {(unsigned char)l32, (unsigned char)(l32 >> 8),
+                                   (unsigned char)(l32 >> 16), (unsigned char)(l32 >> 24)};
+            memcpy(input, le, 4);
+            memcpy(input + 4, c->harness_code, c->harness_code_len);
+        }
+        memcpy(input + pre, jtext, jl + 1);
+        input_len = pre + jl;
+        free(jtext);
+    }
     if (!input) {
         free(pb.setup_owned);
         json_decref(pj);
@@ -283,8 +388,9 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
      * a busy machine can take seconds to start the interpreter. */
     lim.wall_s = c->max_wall_s < 30.0 ? c->max_wall_s : 30.0;
     if (lim.cpu_s <= 0) lim.cpu_s = (int)ceil(c->max_wall_s) + 1;
-    char *argv[] = {(char *)c->python, "-I", "-S", "-B", "-c", (char *)sbx_harness_py, NULL};
-    sbx_job sj = {argv, input, strlen(input), on_record, &rs};
+    char *argv[] = {(char *)c->python, "-I", "-S", "-B", "-c",
+                    fast ? (char *)BOOTSTRAP : (char *)sbx_harness_py, NULL};
+    sbx_job sj = {argv, input, input_len, on_record, &rs};
     sbx_result sr;
     rc = sbx_run(&c->sbx, &lim, &sj, &sr);
     free(input);

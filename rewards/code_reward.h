@@ -3,8 +3,9 @@
  *
  * Verdict source (DESIGN.md "Sandbox contract", docs/sandbox.md): the embedded harness
  * (sandbox/harness.py) runs the TRUSTED test code in a judge process that never executes
- * candidate code; the candidate runs in a per-test child forked from a zygote that never
- * held the tests; its return values come back as plain data decoded by the judge. The
+ * candidate code; the candidate runs in a child forked from a zygote that never held the
+ * tests (one per completion, replaced after any test that does not pass; one per test
+ * with fresh_per_test); its return values come back as plain data decoded by the judge. The
  * judge sends one record per test on fd 4, and the supervisor accepts records only from
  * the judge's pid (kernel-checked SCM_CREDENTIALS). A missing record is a failure; the
  * program's exit status and output never decide anything.
@@ -27,11 +28,25 @@ typedef struct {
     double test_timeout_s; /* wall-clock limit per test, seconds (default 6) */
     double max_wall_s;     /* cap of a whole run, seconds (default 120) */
     char python[256];      /* interpreter (default /usr/bin/python3, run as -I -S -B) */
+    int fresh_per_test;    /* 1: a fresh candidate process for every test (strict mode);
+                            * 0 (default): one per problem, re-forked after a non-pass */
+    /* The harness compiled once by `python` (marshal format of that interpreter, made by
+     * cr_init / cr_prepare): the judge then skips compiling ~30 KB of source per run.
+     * Used only while harness_python equals python; else the source is run. */
+    char harness_python[256];
+    size_t harness_code_len;
+    unsigned char harness_code[128 << 10];
 } cr_ctx;
 
 /* Defaults and the sandbox probe (logs one warning in degraded mode). no_userns: see
  * sbx_init. Errors: as sbx_init. */
 int cr_init(cr_ctx *c, int no_userns);
+
+/* Compile the harness with c->python (call after changing c->python; cr_init does it for
+ * the default). Runs the interpreter once, outside the sandbox, on trusted source only.
+ * Returns 0, or a negative SRLM_E* (then runs compile the source themselves: slower, the
+ * same results). */
+int cr_prepare(cr_ctx *c);
 
 /* Extract the program text from raw model output: the first ```python (or ```py, or
  * untagged when no block is tagged) fenced block that defines `entry` (may be NULL or ""),

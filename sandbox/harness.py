@@ -6,22 +6,74 @@
 #       SOCK_SEQPACKET socket; the supervisor accepts records only from J's pid, checked
 #       by the kernel with SCM_CREDENTIALS). J never executes candidate code.
 #   Z (zygote): forked by J before the job is read, so it never holds the tests or their
-#       expected values. It receives the program text and forks one fresh child per test.
-#   C (candidate, one per test): runs the program in fresh globals and answers remote
-#       calls from J. Everything C returns is decoded by J into plain builtin values
-#       (exact types: no subclasses, no rigged __eq__/__bool__); anything else is an
-#       opaque handle that refuses comparison and truth testing.
+#       expected values. It receives the program text and forks candidate processes.
+#   C (candidate): runs the program in fresh globals and answers remote calls from J.
+#       The tests run one after another against the same C while they pass; after any
+#       test that fails, raises, times out or ends C, Z kills C (and every other process
+#       of the run but J and Z) and forks a fresh one, so one bad test cannot cost the
+#       others. With the job's "fresh_per_test" every test gets a fresh C.
+#       Everything C returns is decoded by J into plain builtin values (exact types: no
+#       subclasses, no rigged __eq__/__bool__); anything else is an opaque handle that
+#       refuses comparison and truth testing.
 # A candidate can therefore only choose which plain values its functions return; it
 # cannot see the tests, cannot reach the record socket and cannot influence how a result
 # is compared. See docs/sandbox.md.
-import os, sys, json, socket, select, signal, time, builtins, importlib
+#
+# Start-up cost matters (one judge per completion): J imports only built-in C modules
+# (posix, _socket, select, _signal, _json, _ast, gc, time); JSON goes through the same C
+# scanner and encoder that json.loads/json.dumps use, without the json package (whose
+# `re` import alone costs more than the interpreter start).
+import posix, sys, time, builtins, gc, select, _signal, _socket
 
 MAXMSG = 16 << 20
 ZREPLY = 32  # bytes of a zygote reply: b'STATUS PID' padded
 
+try:
+    import _json
+
+    class _JsonCtx:  # the attributes json.JSONDecoder hands to the C scanner
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = {'NaN': float('nan'), 'Infinity': float('inf'),
+                          '-Infinity': float('-inf')}.__getitem__
+        memo = None
+
+    _scan = _json.make_scanner(_JsonCtx())
+
+    def _nojson(o):
+        raise TypeError('not JSON serializable')
+
+    _encode = _json.make_encoder(None, _nojson, _json.encode_basestring_ascii, None, ':', ',',
+                                 False, False, True)
+
+    def _dumps(obj):
+        return ''.join(_encode(obj, 0))
+
+    def _loads(data):
+        # Same C scanner as json.loads; anything malformed (including errors the scanner
+        # reports oddly without the json package loaded) is a ValueError.
+        try:
+            s = data.decode('utf-8') if type(data) is not str else data
+            obj, end = _scan(s, 0)
+        except (StopIteration, SystemError, UnicodeDecodeError) as e:
+            raise ValueError('malformed JSON') from None
+        if end != len(s):
+            raise ValueError('malformed JSON')
+        return obj
+except ImportError:  # another interpreter: the json package does the same, slower
+    import json
+
+    def _dumps(obj):
+        return json.dumps(obj, allow_nan=True)
+
+    _loads = json.loads
+
 
 def _send(sock, obj):
-    data = json.dumps(obj, allow_nan=True).encode()
+    data = _dumps(obj).encode()
     sock.sendall(len(data).to_bytes(4, 'little') + data)
 
 
@@ -46,7 +98,12 @@ def _recv(sock, deadline=None):
     n = int.from_bytes(_recv_exact(sock, 4, deadline), 'little')
     if n > MAXMSG:
         raise OverflowError('reply too large')
-    return json.loads(_recv_exact(sock, n, deadline))
+    return _loads(_recv_exact(sock, n, deadline))
+
+
+def _closefrom(keep):
+    posix.closerange(3, keep)
+    posix.closerange(keep + 1, 1 << 16)
 
 
 # ---------------------------------------------------------------- candidate side (C)
@@ -110,19 +167,26 @@ def _candidate_main(sock, program):
         raise ValueError('bad value tag')
 
     g = {'__name__': '__candidate__', '__builtins__': builtins}
+    stage = 'compile'
     try:
         code = compile(program, '<candidate>', 'exec')
+        stage = 'run'
         exec(code, g)
     except BaseException as e:  # SystemExit included: the program ended before the tests
         if isinstance(e, SystemExit):
-            os._exit(0)
+            posix._exit(0)
         try:
-            _send(sock, {'load_error': type(e).__name__, 'msg': str(e)[:200]})
+            # A compile error is deterministic: the judge need not load the program again.
+            _send(sock, {'load_error': type(e).__name__, 'msg': str(e)[:200],
+                         'compile': stage == 'compile' and isinstance(e, SyntaxError)})
         finally:
-            os._exit(0)
+            posix._exit(0)
     _send(sock, {'ready': True})
     while True:
-        req = _recv(sock)
+        try:
+            req = _recv(sock)
+        except BaseException:  # the judge is done with us (or sent garbage): end quietly
+            posix._exit(0)
         try:
             op = req['op']
             if op == 'call':
@@ -147,7 +211,7 @@ def _candidate_main(sock, program):
         except MemoryError:
             out = {'exc': 'MemoryError', 'msg': ''}
         except SystemExit:
-            os._exit(0)
+            posix._exit(0)
         except BaseException as e:
             try:
                 out = {'exc': type(e).__name__, 'msg': str(e)[:200]}
@@ -155,47 +219,60 @@ def _candidate_main(sock, program):
                 out = {'exc': 'Exception', 'msg': ''}
         try:
             _send(sock, out)
-        except (MemoryError, RecursionError, ValueError, OverflowError):
+        except (MemoryError, RecursionError, ValueError, OverflowError, TypeError):
             _send(sock, {'exc': 'MemoryError', 'msg': 'result too large'})
 
 
 # ---------------------------------------------------------------- zygote (Z)
-def _zygote_main(ctl, in_pidns):
-    os.closerange(3, ctl.fileno())
-    os.closerange(ctl.fileno() + 1, 1 << 16)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    program = _recv(ctl)['program']
-    # Import the common modules the program mentions once, so every per-test fork has them.
-    for m in ('typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
+_PREIMPORT = {'typing', 'math', 're', 'collections', 'itertools', 'functools', 'heapq',
               'string', 'bisect', 'random', 'copy', 'operator', 'fractions', 'decimal',
-              'statistics', 'hashlib', 'cmath', 'datetime', 'array'):
-        if m in program:
+              'statistics', 'hashlib', 'cmath', 'datetime', 'array', 'sys', 'os'}
+
+
+def _zygote_main(ctl, in_pidns):
+    _closefrom(ctl.fileno())
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    program = _recv(ctl)['program']
+    warm = [False]
+
+    def preimport():
+        # Before the first re-fork (a test failed): import the common stdlib modules the
+        # program imports, once, so every later candidate fork has them. Not before: when
+        # every test passes there is no second fork and the imports would be wasted.
+        warm[0] = True
+        mods = set()
+        for line in program.split('\n'):
+            w = line.replace(',', ' ').split()
+            if len(w) >= 2 and w[0] in ('import', 'from'):
+                mods.update(x.split('.')[0] for x in (w[1:2] if w[0] == 'from' else w[1:]))
+        for m in _PREIMPORT & mods:
             try:
-                importlib.import_module(m)
+                __import__(m)
             except Exception:
                 pass
+        gc.freeze()
 
     def spawn():
-        # A fresh candidate process for the next test, forked right after the previous
-        # one was cleaned up, so its program load overlaps the judge's bookkeeping.
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
+        # A fresh candidate process, forked right after the previous one was cleaned up,
+        # so its program load overlaps the judge's bookkeeping.
+        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        pid = posix.fork()
         if pid == 0:
             ctl.close()
             mine.close()
-            fd = theirs.fileno()
-            os.closerange(3, fd)
-            os.closerange(fd + 1, 1 << 16)
-            os.setpgid(0, 0)
+            _closefrom(theirs.fileno())
+            posix.setpgid(0, 0)
+            gc.enable()
             _candidate_main(theirs, program)
-            os._exit(0)
+            posix._exit(0)
         theirs.close()
         return pid, mine
 
     def reply(st, nxt):
         data = (b'%d %d' % (st, nxt[0] if nxt else 0)).ljust(ZREPLY)
         if nxt:
-            socket.send_fds(ctl, [data], [nxt[1].fileno()])
+            ctl.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                  nxt[1].fileno().to_bytes(4, sys.byteorder))])
             nxt[1].close()
         else:
             ctl.sendall(data)
@@ -204,46 +281,44 @@ def _zygote_main(ctl, in_pidns):
         try:
             msg = ctl.recv(64)
         except OSError:
-            os._exit(0)
+            posix._exit(0)
         if not msg:
-            os._exit(0)
+            posix._exit(0)
         if msg == b'next':
             reply(0, spawn())
             continue
         _, pid, want_next = msg.split()
         pid = int(pid)
         try:
-            os.killpg(pid, signal.SIGKILL)
+            posix.killpg(pid, _signal.SIGKILL)
         except OSError:
             pass
         try:
-            os.kill(pid, signal.SIGKILL)
+            posix.kill(pid, _signal.SIGKILL)
         except OSError:
             pass
         try:
-            _, st = os.waitpid(pid, 0)
+            _, st = posix.waitpid(pid, 0)
         except ChildProcessError:
             st = -1
         if in_pidns:
             # Everything in the namespace except pid 1 (the judge) and us: daemons
-            # that escaped the test's process group die here, before the next test.
+            # that escaped the candidate's process group die here, before the next C.
             try:
-                os.kill(-1, signal.SIGKILL)
+                posix.kill(-1, _signal.SIGKILL)
             except OSError:
                 pass
         try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            while posix.waitpid(-1, posix.WNOHANG)[0] > 0:
                 pass
         except ChildProcessError:
             pass
+        if want_next == b'1' and not warm[0]:
+            preimport()
         reply(st, spawn() if want_next == b'1' else None)
 
 
 # ---------------------------------------------------------------- judge side (J)
-class TestTimeout(Exception):
-    pass
-
-
 class CandidateGone(Exception):
     pass
 
@@ -306,6 +381,9 @@ class Remote:
 
 
 class RemoteConn:
+    """J's side of one test's conversation with C (a fresh object, and deadline, per test:
+    handles of an earlier test are not accepted by a later one)."""
+
     def __init__(self, sock, deadline):
         self.sock = sock
         self.deadline = deadline
@@ -322,8 +400,12 @@ class RemoteConn:
         except (BrokenPipeError, ConnectionError):
             raise CandidateGone()
         r = self.recv()
+        if type(r) is not dict:
+            raise TypeError('malformed reply')
         if 'exc' in r:
             raise CandidateError(str(r['exc']), str(r.get('msg', '')))
+        if 'v' not in r:
+            raise TypeError('malformed reply')
         return self.dec(r['v'])
 
     def enc(self, x, depth=0):
@@ -389,80 +471,32 @@ class RemoteConn:
         raise TypeError('malformed reply')
 
 
-def _mentions(node, names):
-    import ast
-    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+# ---------------------------------------------------------------- test plan (trusted code)
+def _parse(src, name):
+    import _ast
+    return compile(src, name, 'exec', _ast.PyCF_ONLY_AST)
 
 
-def _plan(job):
-    import ast
-    """Split the trusted tests into independent test units.
-    Returns (units, kind): humaneval units are (check_module_ast, fn_name); mbpp units are
-    statement ASTs. Trusted code only (the data set), never the candidate."""
-    units = []
-    if job['format'] == 'humaneval':
-        tree = ast.parse(job['check'], '<tests>')
-        chk = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == 'check']
-        if len(chk) != 1 or not chk[0].args.args:
-            raise ValueError('test code does not define check(candidate)')
-        chk = chk[0]
-        cand = chk.args.args[0].arg
-        live = {cand, job['entry_point']}
-        kinds = []
-        for st in chk.body:
-            has_assert = any(isinstance(n, ast.Assert) for n in ast.walk(st))
-            kinds.append(has_assert and _mentions(st, live))
-        for i, is_test in enumerate(kinds):
-            if not is_test:
-                continue
-            body = [st for j, st in enumerate(chk.body) if (j < i and not kinds[j]) or j == i]
-            fn = ast.FunctionDef(name='__srlm_check', args=chk.args, body=body,
-                                 decorator_list=[], returns=None, type_comment=None)
-            mod = ast.Module(body=[n for n in tree.body if n is not chk] + [fn], type_ignores=[])
-            ast.fix_missing_locations(mod)
-            units.append(compile(mod, '<tests>', 'exec'))
-        if not units:  # a check() with no recognisable assert: run it whole as one test
-            units.append(compile(tree, '<tests>', 'exec'))
-    else:
-        for t in job['tests']:
-            units.append(compile(t, '<tests>', 'exec'))
-    return units
+def _walk(node):
+    import _ast
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        yield n
+        for f in n._fields:
+            v = getattr(n, f, None)
+            if type(v) is list:
+                todo.extend(e for e in v if isinstance(e, _ast.AST))
+            elif isinstance(v, _ast.AST):
+                todo.append(v)
 
 
-def _stdlib_module(name):
-    if name not in sys.stdlib_module_names:
-        return None
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        return None
+def _ast_names(node):
+    import _ast
+    return {n.id for n in _walk(node) if type(n) is _ast.Name}
 
 
-def _run_unit(job, unit, rc):
-    ns = {'__name__': '__srlm_tests__', '__builtins__': builtins}
-    entry = job.get('entry_point') or ''
-    if job['format'] == 'humaneval' and job.get('prompt'):
-        # The prompt is trusted data: its helper functions (poly, encode_cyclic, ...) are
-        # used by some checks. Its entry point stub is replaced by the candidate.
-        if '_prompt_code' not in job:
-            job['_prompt_code'] = compile(job['prompt'], '<prompt>', 'exec')
-        exec(job['_prompt_code'], ns)
-        ns.pop(entry, None)
-    remote = job['remote_names']
-    if job.get('setup'):
-        if '_setup_code' not in job:
-            job['_setup_code'] = compile(job['setup'], '<setup>', 'exec')
-        _bind_free(ns, job['_setup_code'], rc, remote)
-        exec(job['_setup_code'], ns)
-    _bind_free(ns, unit, rc, remote)
-    exec(unit, ns)
-    if '__srlm_check' in ns:
-        ns['__srlm_check'](Remote(rc, {'n': entry}))
-    elif 'check' in ns and job['format'] == 'humaneval':
-        ns['check'](Remote(rc, {'n': entry}))
-
-
-def _bind_free(ns, code, rc, remote_names):
+def _code_names(code):
     names = set()
     stack = [code]
     while stack:
@@ -470,51 +504,189 @@ def _bind_free(ns, code, rc, remote_names):
         names.update(c.co_names)
         names.update(c.co_freevars)
         stack.extend(k for k in c.co_consts if hasattr(k, 'co_names'))
+    return names
+
+
+def _top_level_names(tree):
+    """Names a module binds at top level; None when it does more than def/class/assign/
+    import (then it must be executed to know)."""
+    import _ast
+    out = set()
+    for st in tree.body:
+        t = type(st)
+        if t in (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef):
+            out.add(st.name)
+        elif t in (_ast.Import, _ast.ImportFrom):
+            for a in st.names:
+                out.add(a.asname or a.name.split('.')[0])
+        elif t in (_ast.Assign, _ast.AnnAssign, _ast.AugAssign):
+            out |= _ast_names(st)
+        elif t is _ast.Expr and type(st.value) is _ast.Constant:
+            pass  # docstrings
+        else:
+            return None
+    return out
+
+
+def _plan(job):
+    """Split the trusted tests into independent test units: a list of (code, names) where
+    names are the global names the unit reads. Trusted code only (the data set), never
+    the candidate. Also decides whether the HumanEval prompt (helpers some checks call)
+    must be executed in the tests' globals."""
+    import _ast
+    units = []
+    if job['format'] == 'humaneval':
+        tree = _parse(job['check'], '<tests>')
+        chk = [n for n in tree.body if type(n) is _ast.FunctionDef and n.name == 'check']
+        if len(chk) != 1 or not chk[0].args.args:
+            raise ValueError('test code does not define check(candidate)')
+        chk = chk[0]
+        cand = chk.args.args[0].arg
+        live = {cand, job['entry_point']}
+        kinds = []
+        for st in chk.body:
+            has_assert = any(type(n) is _ast.Assert for n in _walk(st))
+            kinds.append(has_assert and bool(_ast_names(st) & live))
+        rest = [n for n in tree.body if n is not chk]
+        for i, is_test in enumerate(kinds):
+            if not is_test:
+                continue
+            body = [st for j, st in enumerate(chk.body) if (j < i and not kinds[j]) or j == i]
+            fn = _ast.FunctionDef(name='__srlm_check', args=chk.args, body=body,
+                                  decorator_list=[], returns=None, type_comment=None,
+                                  lineno=chk.lineno, col_offset=chk.col_offset,
+                                  end_lineno=chk.end_lineno, end_col_offset=chk.end_col_offset)
+            mod = _ast.Module(body=rest + [fn], type_ignores=[])
+            code = compile(mod, '<tests>', 'exec')
+            units.append((code, _code_names(code) & _ast_names(mod)))
+        if not units:  # a check() with no recognisable assert: run it whole as one test
+            code = compile(tree, '<tests>', 'exec')
+            units.append((code, _code_names(code) & _ast_names(tree)))
+    else:
+        for t in job['tests']:
+            tree = _parse(t, '<tests>')
+            code = compile(tree, '<tests>', 'exec')
+            units.append((code, _code_names(code) & _ast_names(tree)))
+    job['_setup_code'] = None
+    setup_names = set()
+    if job.get('setup'):
+        tree = _parse(job['setup'], '<setup>')
+        job['_setup_code'] = compile(tree, '<setup>', 'exec')
+        setup_names = _code_names(job['_setup_code']) & _ast_names(tree)
+    # The HumanEval prompt is trusted data: its helper functions (poly, encode_cyclic, ...)
+    # are used by some checks. Executing it costs imports (typing): only when a test
+    # reads a name it defines.
+    job['_prompt_code'] = None
+    if job['format'] == 'humaneval' and job.get('prompt'):
+        try:
+            ptree = _parse(job['prompt'], '<prompt>')
+            defined = _top_level_names(ptree)
+        except SyntaxError:
+            ptree, defined = None, None
+        used = set(setup_names)
+        for _, names in units:
+            used |= names
+        if defined is None or (defined - {job['entry_point']}) & used:
+            job['_prompt_code'] = compile(ptree if ptree is not None else job['prompt'],
+                                          '<prompt>', 'exec')
+    job['_setup_names'] = setup_names
+    return units
+
+
+def _stdlib_module(name):
+    if name not in sys.stdlib_module_names:
+        return None
+    try:
+        return __import__(name)
+    except Exception:
+        return None
+
+
+def _bind_free(ns, names, rc, remote_names):
     for n in names:
-        if n in ns or (hasattr(builtins, n) and n not in remote_names):
+        if n in ns or (n in builtins.__dict__ and n not in remote_names):
             continue
         m = None if n in remote_names else _stdlib_module(n)
         ns[n] = m if m is not None else Remote(rc, {'n': n})
 
 
+def _run_unit(job, unit, rc):
+    code, names = unit
+    ns = {'__name__': '__srlm_tests__', '__builtins__': builtins}
+    entry = job.get('entry_point') or ''
+    if job['_prompt_code'] is not None:
+        exec(job['_prompt_code'], ns)
+        ns.pop(entry, None)
+    remote = job['remote_names']
+    if job['_setup_code'] is not None:
+        _bind_free(ns, job['_setup_names'], rc, remote)
+        exec(job['_setup_code'], ns)
+    _bind_free(ns, names, rc, remote)
+    exec(code, ns)
+    if '__srlm_check' in ns:
+        ns['__srlm_check'](Remote(rc, {'n': entry}))
+    elif 'check' in ns and job['format'] == 'humaneval':
+        ns['check'](Remote(rc, {'n': entry}))
+
+
 def _status_of(st):
     if st < 0:
         return 'exit', 0
-    if os.WIFSIGNALED(st):
-        sig = os.WTERMSIG(st)
-        if sig == signal.SIGSYS:
+    if posix.WIFSIGNALED(st):
+        sig = posix.WTERMSIG(st)
+        if sig == _signal.SIGSYS:
             return 'sec', sig
-        if sig == signal.SIGXCPU:
+        if sig == _signal.SIGXCPU:
             return 'timeout', sig
-        if sig == signal.SIGXFSZ:
+        if sig == _signal.SIGXFSZ:
             return 'ole', sig
         return 'signal', sig
     return 'exit', 0
 
 
+def _clean_text(s):
+    # Records are parsed by jansson, which refuses lone surrogates (\ud800): a candidate's
+    # exception message must not be able to turn its run into an infrastructure error.
+    return s.encode('utf-8', 'replace').decode('utf-8')
+
+
 def main():
-    if os.path.exists('/proc/self/mem'):
+    try:
+        posix.stat('/proc/self/mem')
         # /proc is visible (degraded mode): forbid same-uid reads of our memory.
         try:
             import ctypes
             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
         except Exception:
             pass
-    rec = socket.socket(fileno=4)
-    in_pidns = os.getpid() == 1
-    ctl, zctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    zpid = os.fork()
+    except OSError:
+        pass
+    rec = _socket.socket(fileno=4)
+    in_pidns = posix.getpid() == 1
+    ctl, zctl = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    # Fewer copy-on-write faults after fork: the cyclic GC of J and Z would walk (and so
+    # write to) every object the forks share. J and Z create few cycles and live briefly;
+    # C turns the GC back on before it loads the program (the candidate's semantics).
+    gc.disable()
+    gc.freeze()
+    zpid = posix.fork()
     if zpid == 0:
         ctl.close()
         rec.detach()
         _zygote_main(zctl, in_pidns)
-        os._exit(0)
+        posix._exit(0)
     zctl.close()
-    with os.fdopen(3, 'rb') as f:
-        job = json.loads(f.read())
+    chunks = []
+    while True:
+        b = posix.read(3, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    posix.close(3)
+    job = _loads(b''.join(chunks))
 
     def record(obj):
-        rec.send(json.dumps(obj).encode())
+        rec.send(_dumps(obj).encode())
 
     try:
         # Names the tests must resolve to the candidate even when they shadow a builtin
@@ -530,16 +702,20 @@ def main():
         job['remote_names'] = remote
         units = _plan(job)
     except Exception as e:
-        record({'kind': 'harness_error', 'msg': '%s: %s' % (type(e).__name__, e)})
+        record({'kind': 'harness_error', 'msg': _clean_text('%s: %s' % (type(e).__name__, e))})
         return
-    record({'kind': 'plan', 'n': len(units)})
+    n = len(units)
+    record({'kind': 'plan', 'n': n})
     _send(ctl, {'program': job['program']})
     timeout = float(job.get('timeout', 5.0))
+    fresh_each = bool(job.get('fresh_per_test'))
 
     def zreq(msg):
         """Ask the zygote; returns (status, next pid, next socket or None)."""
         ctl.sendall(msg)
-        data, fds, _, _ = socket.recv_fds(ctl, ZREPLY, 1)
+        data, anc, _, _ = ctl.recvmsg(ZREPLY, _socket.CMSG_SPACE(4))
+        fds = [int.from_bytes(d[:4], sys.byteorder) for lvl, typ, d in anc
+               if lvl == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS and len(d) >= 4]
         while data and len(data) < ZREPLY:
             more = ctl.recv(ZREPLY - len(data))
             if not more:
@@ -547,36 +723,46 @@ def main():
             data += more
         if len(data) < ZREPLY:
             for fd in fds:
-                os.close(fd)
+                posix.close(fd)
             raise ZygoteGone()
         st, npid = (int(x) for x in data.split())
-        return st, npid, (socket.socket(fileno=fds[0]) if fds else None)
+        return st, npid, (_socket.socket(fileno=fds[0]) if fds else None)
 
     zygote_dead = False
+    compile_error = None  # (name, msg): the program does not compile; no C can answer
+    cpid, sock, loaded = 0, None, False
     try:
-        _, cpid_next, sock_next = zreq(b'next')
+        _, cpid, sock = zreq(b'next')
     except (ZygoteGone, OSError):
         zygote_dead = True
-        cpid_next, sock_next = 0, None
     for i, unit in enumerate(units):
         t0 = time.monotonic()
-        status, sig, msg, cpid = 'pass', 0, '', 0
-        if zygote_dead or sock_next is None:
+        status, sig, msg = 'pass', 0, ''
+        if compile_error is not None:
+            record({'kind': 'test', 'i': i, 'status': 'error', 'sig': 0, 'ms': 0.0,
+                    'msg': compile_error})
+            continue
+        if zygote_dead or sock is None:
             if not zygote_dead:
                 zygote_dead = True
                 record({'kind': 'tamper', 'msg': 'zygote gone before test %d' % i})
             record({'kind': 'test', 'i': i, 'status': 'sec', 'sig': 0, 'ms': 0.0,
                     'msg': 'the candidate killed the sandbox zygote'})
             continue
-        cpid, mine = cpid_next, sock_next
-        cpid_next, sock_next = 0, None
         try:
-            rc = RemoteConn(mine, t0 + timeout)
-            hello = rc.recv()
-            if 'load_error' in hello:
-                raise CandidateError(str(hello['load_error']), str(hello.get('msg', '')))
+            rc = RemoteConn(sock, t0 + timeout)
+            if not loaded:
+                hello = rc.recv()
+                if type(hello) is not dict or 'ready' not in hello:
+                    if type(hello) is dict and 'load_error' in hello:
+                        e = CandidateError(str(hello['load_error']), str(hello.get('msg', '')))
+                        if hello.get('compile') is True:
+                            compile_error = _clean_text(str(e)[:200])
+                        raise e
+                    raise TypeError('malformed reply')
+                loaded = True
             _run_unit(job, unit, rc)
-        except AssertionError as e:
+        except AssertionError:
             status, msg = 'fail', 'assertion failed'
         except TimeoutError:
             status, msg = 'timeout', 'wall clock limit per test'
@@ -589,31 +775,37 @@ def main():
             status, msg = 'error', str(e)[:200]
         except Exception as e:
             status, msg = 'fail', ('%s: %s' % (type(e).__name__, e))[:200]
-        try:
-            mine.close()
-        except Exception:
-            pass
-        try:
-            st, cpid_next, sock_next = zreq(b'wait %d %d' % (cpid, 1 if i + 1 < len(units) else 0))
-        except (ZygoteGone, OSError):
-            # Only the candidate can have killed the zygote: an escape attempt.
-            zygote_dead = True
-            record({'kind': 'tamper', 'msg': 'zygote killed during test %d' % i})
-            status, msg, st = 'sec', 'the candidate killed the sandbox zygote', -1
-        if status in ('exit', 'error', 'timeout'):
-            s2, sig = _status_of(st)
-            if s2 != 'exit' and not (s2 == 'signal' and sig == signal.SIGKILL):
-                status = s2
-        try:
-            while True:
-                pid, _ = os.waitpid(-1, os.WNOHANG)  # orphans re-parented to us
-                if pid <= 0:
-                    break
-        except ChildProcessError:
-            pass
+        last = i + 1 == n
+        if status != 'pass' or fresh_each or last:
+            # End this candidate: kill it and everything it started, learn how it ended,
+            # and (more tests to run) get a fresh one. Also how a killed zygote shows.
+            want = not last and compile_error is None
+            old_sock = sock
+            try:
+                st, cpid, sock = zreq(b'wait %d %d' % (cpid, 1 if want else 0))
+                loaded = False
+            except (ZygoteGone, OSError):
+                # Only the candidate can have killed the zygote: an escape attempt.
+                zygote_dead = True
+                sock = None
+                record({'kind': 'tamper', 'msg': 'zygote killed during test %d' % i})
+                status, msg, st = 'sec', 'the candidate killed the sandbox zygote', -1
+            old_sock.close()  # after the kill: C never sees an EOF to react to
+            if status in ('exit', 'error', 'timeout'):
+                s2, sig = _status_of(st)
+                if s2 != 'exit' and not (s2 == 'signal' and sig == _signal.SIGKILL):
+                    status = s2
+            try:
+                while True:
+                    pid, _ = posix.waitpid(-1, posix.WNOHANG)  # orphans re-parented to us
+                    if pid <= 0:
+                        break
+            except ChildProcessError:
+                pass
         record({'kind': 'test', 'i': i, 'status': status, 'sig': sig,
-                'ms': round((time.monotonic() - t0) * 1000, 3), 'msg': msg})
+                'ms': round((time.monotonic() - t0) * 1000, 3), 'msg': _clean_text(msg)})
     record({'kind': 'done'})
 
 
 main()
+posix._exit(0)  # records are sent (SOCK_SEQPACKET send is synchronous): skip finalization

@@ -16,7 +16,7 @@
 
 enum { OPT_WALL = 1000, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_TMP, OPT_NOFILE, OPT_NPROC, OPT_OUTCAP,
        OPT_NO_USERNS, OPT_NO_SECCOMP, OPT_JSONL, OPT_JOBS, OPT_TIMEOUT, OPT_CONNECT, OPT_INPUT,
-       OPT_OUTPUT, OPT_MAXWALL, OPT_PYTHON };
+       OPT_OUTPUT, OPT_MAXWALL, OPT_PYTHON, OPT_FRESH };
 
 #define LIMIT_OPTIONS                                                                    \
     {"wall", required_argument, 0, OPT_WALL}, {"cpu", required_argument, 0, OPT_CPU},    \
@@ -168,6 +168,8 @@ static void reward_usage(FILE *f) {
             "  --timeout S       wall-clock limit per test, seconds (default 6)\n"
             "  --max-wall S      wall-clock cap of one completion's whole run (default 120)\n"
             "  --python PATH     interpreter (default /usr/bin/python3; run as -I -S -B)\n"
+            "  --fresh-per-test  strict mode: a fresh candidate process for every test (default:\n"
+            "                    one per completion, replaced after any test that does not pass)\n"
             "  --connect EP      service mode: join the broker at EP (e.g. tcp://127.0.0.1:5555)\n%s"
             "  -h, --help        this help\n", LIMITS_HELP);
 }
@@ -258,6 +260,7 @@ int cmd_reward_code(int argc, char **argv) {
                                          {"timeout", required_argument, 0, OPT_TIMEOUT},
                                          {"max-wall", required_argument, 0, OPT_MAXWALL},
                                          {"python", required_argument, 0, OPT_PYTHON},
+                                         {"fresh-per-test", no_argument, 0, OPT_FRESH},
                                          {"connect", required_argument, 0, OPT_CONNECT},
                                          {"input", required_argument, 0, OPT_INPUT},
                                          {"output", required_argument, 0, OPT_OUTPUT},
@@ -265,7 +268,7 @@ int cmd_reward_code(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     sbx_limits lim;
     sbx_limits_default(&lim);
-    int no_userns = 0, jsonl = 0, jobs = 1, c;
+    int no_userns = 0, jsonl = 0, jobs = 1, fresh = 0, c;
     double timeout = 6.0, max_wall = 120.0;
     const char *connect = NULL, *in_path = NULL, *out_path = NULL, *python = NULL;
     optind = 1;
@@ -290,6 +293,7 @@ int cmd_reward_code(int argc, char **argv) {
             if (*end || max_wall <= 0) { fprintf(stderr, "srlm reward-code: --max-wall wants seconds > 0\n"); return 2; }
             break;
         case OPT_PYTHON: python = optarg; break;
+        case OPT_FRESH: fresh = 1; break;
         case OPT_CONNECT: connect = optarg; break;
         case OPT_INPUT: in_path = optarg; break;
         case OPT_OUTPUT: out_path = optarg; break;
@@ -309,7 +313,13 @@ int cmd_reward_code(int argc, char **argv) {
     cr->lim = lim;
     cr->test_timeout_s = timeout;
     cr->max_wall_s = max_wall;
-    if (python) snprintf(cr->python, sizeof cr->python, "%s", python);
+    cr->fresh_per_test = fresh;
+    if (python) {
+        snprintf(cr->python, sizeof cr->python, "%s", python);
+        if (cr_prepare(cr))
+            SRLM_WARN("reward-code: %s; every run compiles the harness source (slower)",
+                      srlm_last_error());
+    }
     if (connect) {
         int rc = worker_serve(connect, "code", cr_score, cr);
         if (rc) fprintf(stderr, "srlm reward-code: %s\n", srlm_last_error());

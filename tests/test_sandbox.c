@@ -1,6 +1,7 @@
 /* test_sandbox.c — sandbox library and code reward: verdicts of sbx_run, record
  * authentication, code extraction, problem formats, degraded mode (no user namespace). */
 #include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -216,6 +217,87 @@ static void test_code_reward(void **state) {
     free(c);
 }
 
+/* Statuses of the per-test records, joined with ','. */
+static void statuses(const reward_result *r, char *buf, size_t n) {
+    json_t *d = json_loads(r->details_json, 0, NULL);
+    assert_non_null(d);
+    size_t i, len = 0;
+    json_t *t;
+    buf[0] = 0;
+    json_array_foreach(json_object_get(d, "tests"), i, t)
+        len += (size_t)snprintf(buf + len, len < n ? n - len : 0, "%s%s", i ? "," : "",
+                                json_string_value(json_object_get(t, "status")));
+    json_decref(d);
+}
+
+static const char *P4 =
+    "{\"code_format\":\"mbpp\",\"test_list\":[\"assert f(1) == 2\",\"assert f(2) == 3\","
+    "\"assert f(3) == 4\",\"assert f(4) == 5\",\"assert f(5) == 6\"],\"entry_point\":\"f\"}";
+
+/* One candidate process serves the tests while they pass; after any test that does not
+ * pass, a fresh one takes over, so a hang or crash costs that test only and state a
+ * candidate left behind cannot turn a later wrong answer into a pass. Strict mode
+ * (fresh_per_test) gives every test a fresh process. */
+static void test_candidate_reuse(void **state) {
+    (void)state;
+    cr_ctx *c = malloc(sizeof *c);
+    assert_int_equal(cr_init(c, 0), 0);
+    c->test_timeout_s = 1.5;
+    char st[256];
+    for (int strict = 0; strict <= 1; strict++) {
+        c->fresh_per_test = strict;
+        /* hangs in test 2 of 5: tests 3-5 are still scored */
+        reward_result r = score(c, P4, "def f(x):\n    while x == 2:\n        pass\n    return x + 1\n", 0);
+        statuses(&r, st, sizeof st);
+        assert_string_equal(st, "pass,timeout,pass,pass,pass");
+        assert_string_equal(r.verdict, "TLE");
+        assert_true(fabs(r.reward - 0.8) < 1e-9);
+        reward_result_free(&r);
+        /* crashes (SIGSEGV in test 1, exit in test 3): a fresh process for the next test */
+        r = score(c, P4, "import ctypes, os\ndef f(x):\n    if x == 1:\n        ctypes.string_at(0)\n"
+                         "    if x == 3:\n        os._exit(0)\n    return x + 1\n", 0);
+        statuses(&r, st, sizeof st);
+        assert_string_equal(st, "signal,pass,exit,pass,pass");
+        assert_string_equal(r.verdict, "RE");
+        reward_result_free(&r);
+        /* state from a passing test: shadowed builtins, a patched harness, a rigged object
+         * for later calls. The first call of each process answers right, later calls
+         * wrong: shared mode sees pass,fail,pass,fail,pass (a fresh process after each
+         * failure), strict mode passes every test (every call is a first call). */
+        r = score(c, P4,
+                  "import builtins, sys\n"
+                  "calls = [0]\n"
+                  "class Any:\n    def __eq__(self, o): return True\n    def __bool__(self): return True\n"
+                  "def f(x):\n"
+                  "    calls[0] += 1\n"
+                  "    if calls[0] == 1:\n"
+                  "        builtins.AssertionError = KeyError\n"
+                  "        builtins.isinstance = lambda *a: True\n"
+                  "        h = sys.modules['__main__'].__dict__\n"
+                  "        real = h['_dumps']\n"
+                  "        h['_dumps'] = lambda o: real({'v': {'r': 1}} if calls[0] > 1 and 'v' in o else o)\n"
+                  "        return x + 1\n"
+                  "    return Any()\n", 0);
+        statuses(&r, st, sizeof st);
+        assert_string_equal(st, strict ? "pass,pass,pass,pass,pass" : "pass,fail,pass,fail,pass");
+        reward_result_free(&r);
+        /* a program that does not compile: one load, every test an error */
+        r = score(c, P4, "def f(x)\n    return x + 1\n", 0);
+        statuses(&r, st, sizeof st);
+        assert_string_equal(st, "error,error,error,error,error");
+        assert_string_equal(r.verdict, "RE");
+        reward_result_free(&r);
+    }
+    /* an exception message that is not valid UTF-8 text still scores (0), not an error */
+    c->fresh_per_test = 0;
+    reward_result r = score(c, P4, "def f(x):\n    raise ValueError('\\ud800')\n", 0);
+    assert_false(r.is_error);
+    assert_string_equal(r.verdict, "RE");
+    assert_true(r.reward == 0.0);
+    reward_result_free(&r);
+    free(c);
+}
+
 /* The network, file-system and exit-status attacks are contained without user namespaces. */
 static void test_no_userns(void **state) {
     (void)state;
@@ -250,6 +332,7 @@ int main(void) {
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_records_authenticated),
         cmocka_unit_test(test_code_reward),
+        cmocka_unit_test(test_candidate_reuse),
         cmocka_unit_test(test_no_userns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -3,7 +3,9 @@
  * control or probe that must PASS, and after each run no process of the run remains and
  * the work directory is gone; this process (the worker) survives all of them. Cases
  * marked `# nouserns: yes` (network, file system, exit status, controls) run again
- * without a user namespace (degraded mode). Two threads, as `reward-code --jobs 2`. */
+ * without a user namespace (degraded mode). The exit-status, file-system, tampering,
+ * process-escape and fault groups also run in strict mode (a fresh candidate process per
+ * test). Two threads, as `reward-code --jobs 2`. */
 #include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -32,7 +34,7 @@ typedef struct {
 
 typedef struct {
     tcase *cases;
-    int n, next, only_nouserns;
+    int n, next, only_nouserns, fresh;
     cr_ctx *cr[2];
     pthread_mutex_t mu;
     int failures, runs, slots;
@@ -91,6 +93,7 @@ static void *worker(void *arg) {
         if (i < 0) break;
         tcase *t = &s->cases[i];
         if (s->only_nouserns && !t->nouserns) continue;
+        if (s->fresh && !strchr("efhpx", t->name[0])) continue;
         reward_result r;
         memset(&r, 0, sizeof r);
         int rc = cr_score(cr, PROBLEM, t->code, &r);
@@ -103,7 +106,8 @@ static void *worker(void *arg) {
         if (!ok) {
             s->failures++;
             fprintf(stderr, "MISMATCH %s%s: want %s, got rc %d verdict %s reward %.3f error '%s' "
-                    "leftover %d files %d details %s\n", t->name, s->only_nouserns ? " (no userns)" : "",
+                    "leftover %d files %d details %s\n", t->name,
+                    s->only_nouserns ? " (no userns)" : s->fresh ? " (fresh per test)" : "",
                     t->expect, rc, r.verdict, r.reward, r.error, leftover, files,
                     r.details_json ? r.details_json : "");
         }
@@ -142,7 +146,7 @@ static int load_cases(tcase *cs) {
     return n;
 }
 
-static void run_suite(int nouserns) {
+static void run_suite(int nouserns, int fresh) {
     static tcase cases[MAXC];
     int n = load_cases(cases);
     assert_true(n >= 60);
@@ -151,11 +155,13 @@ static void run_suite(int nouserns) {
     s.cases = cases;
     s.n = n;
     s.only_nouserns = nouserns;
+    s.fresh = fresh;
     pthread_mutex_init(&s.mu, NULL);
     for (int k = 0; k < 2; k++) {
         s.cr[k] = malloc(sizeof(cr_ctx));
         assert_int_equal(cr_init(s.cr[k], nouserns), 0);
         s.cr[k]->test_timeout_s = 3.0;
+        s.cr[k]->fresh_per_test = fresh;
         snprintf(s.cr[k]->sbx.base_dir, sizeof s.cr[k]->sbx.base_dir, "/tmp/srlm-test-cases-%d-%d",
                  (int)getpid(), k);
         assert_int_equal(srlm_mkdir_p(s.cr[k]->sbx.base_dir), 0);
@@ -163,7 +169,8 @@ static void run_suite(int nouserns) {
     pthread_t th[2];
     for (int k = 0; k < 2; k++) assert_int_equal(pthread_create(&th[k], NULL, worker, &s), 0);
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
-    fprintf(stderr, "%d cases run%s, %d mismatches\n", s.runs, nouserns ? " without user namespace" : "",
+    fprintf(stderr, "%d cases run%s, %d mismatches\n", s.runs,
+            nouserns ? " without user namespace" : fresh ? " with a fresh process per test" : "",
             s.failures);
     assert_false(srlm_file_exists("/tmp/pwned")); /* the daemon case wrote inside the sandbox */
     for (int k = 0; k < 2; k++) {
@@ -173,16 +180,20 @@ static void run_suite(int nouserns) {
     for (int i = 0; i < n; i++) free(cases[i].code);
     pthread_mutex_destroy(&s.mu);
     assert_int_equal(s.failures, 0);
-    assert_true(s.runs >= (nouserns ? 20 : 60));
+    assert_true(s.runs >= (nouserns || fresh ? 20 : 60));
 }
 
-static void test_cases(void **state) { (void)state; run_suite(0); }
-static void test_cases_no_userns(void **state) { (void)state; run_suite(1); }
+static void test_cases(void **state) { (void)state; run_suite(0, 0); }
+static void test_cases_no_userns(void **state) { (void)state; run_suite(1, 0); }
+/* strict mode (a fresh candidate process per test): the exit-status, file-system, harness
+ * tampering, process-escape and fault groups */
+static void test_cases_fresh_per_test(void **state) { (void)state; run_suite(0, 1); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_cases_no_userns),
+        cmocka_unit_test(test_cases_fresh_per_test),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
