@@ -111,10 +111,12 @@ int plot_line_svg_str(char **out, const char *title, const char *xlabel, const c
     *out = NULL;
     if (ns < 1) return srlm_set_error(SRLM_EINVAL, "plot '%s': no series", title);
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    int x_int = 1; /* every x is a whole number (steps): no fractional x ticks */
     for (int s = 0; s < ns; s++)
         for (int i = 0; i < series[s].n; i++) {
             double x = series[s].x ? series[s].x[i] : i, y = series[s].y[i];
             if (!isfinite(x) || !isfinite(y)) continue;
+            x_int &= x == floor(x);
             if (x < xlo) xlo = x;
             if (x > xhi) xhi = x;
             if (y < ylo) ylo = y;
@@ -129,6 +131,7 @@ int plot_line_svg_str(char **out, const char *title, const char *xlabel, const c
     y_axis(&b, y0, y1, step, ylabel);
     int pw = W - ML - MR, ph = H - MT - MB;
     double xs = nice_step(xhi - xlo);
+    if (x_int && xs < 1) xs = 1;
     for (double v = ceil(xlo / xs) * xs; v <= xhi + xs * 1e-6; v += xs) {
         double px = ML + (v - xlo) / (xhi - xlo) * pw;
         ob_printf(&b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", px, MT + ph + 18, v);

@@ -36,6 +36,15 @@ static void test_line(void **st) {
     for (const char *q = p0; q < e0; q++) moves += *q == 'M';
     assert_int_equal(moves, 2);
     free(svg);
+    /* whole-number x (steps 1..2): integer ticks only, not 1.2, 1.4, ... */
+    double xs2[] = {1, 2}, ys2[] = {0.5, 0.25};
+    plot_series s2 = {"grpo", xs2, ys2, 2};
+    assert_int_equal(plot_line_svg_str(&svg, "reward", "step", "reward", &s2, 1), 0);
+    assert_non_null(strstr(svg, ">1</text>"));
+    assert_non_null(strstr(svg, ">2</text>"));
+    assert_null(strstr(svg, ">1.2</text>"));
+    assert_null(strstr(svg, ">1.5</text>"));
+    free(svg);
     double bad[] = {NAN};
     plot_series sb = {"x", NULL, bad, 1};
     assert_int_equal(plot_line_svg_str(&svg, "t", "x", "y", &sb, 1), SRLM_EINVAL);
