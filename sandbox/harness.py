@@ -23,7 +23,7 @@
 # (posix, _socket, select, _signal, _json, _ast, gc, time); JSON goes through the same C
 # scanner and encoder that json.loads/json.dumps use, without the json package (whose
 # `re` import alone costs more than the interpreter start).
-import posix, sys, time, builtins, gc, select, _signal, _socket
+import posix, sys, time, builtins, gc, select, _ast, _signal, _socket
 
 MAXMSG = 16 << 20
 ZREPLY = 32  # bytes of a zygote reply: b'STATUS PID' padded
@@ -482,27 +482,31 @@ class RemoteConn:
 
 # ---------------------------------------------------------------- test plan (trusted code)
 def _parse(src, name):
-    import _ast
     return compile(src, name, 'exec', _ast.PyCF_ONLY_AST)
 
 
 def _walk(node):
-    import _ast
+    """Every AST node under node (node included), as a list."""
+    AST = _ast.AST
+    out = []
     todo = [node]
     while todo:
         n = todo.pop()
-        yield n
+        out.append(n)
         for f in n._fields:
             v = getattr(n, f, None)
             if type(v) is list:
-                todo.extend(e for e in v if isinstance(e, _ast.AST))
-            elif isinstance(v, _ast.AST):
+                for e in v:
+                    if isinstance(e, AST):
+                        todo.append(e)
+            elif isinstance(v, AST):
                 todo.append(v)
+    return out
 
 
 def _ast_names(node):
-    import _ast
-    return {n.id for n in _walk(node) if type(n) is _ast.Name}
+    Name = _ast.Name
+    return {n.id for n in _walk(node) if type(n) is Name}
 
 
 def _code_names(code):
@@ -519,7 +523,6 @@ def _code_names(code):
 def _top_level_names(tree):
     """Names a module binds at top level; None when it does more than def/class/assign/
     import (then it must be executed to know)."""
-    import _ast
     out = set()
     for st in tree.body:
         t = type(st)
@@ -542,8 +545,8 @@ def _plan(job):
     names are the global names the unit reads. Trusted code only (the data set), never
     the candidate. Also decides whether the HumanEval prompt (helpers some checks call)
     must be executed in the tests' globals."""
-    import _ast
     units = []
+    Name, Assert = _ast.Name, _ast.Assert
     if job['format'] == 'humaneval':
         tree = _parse(job['check'], '<tests>')
         chk = [n for n in tree.body if type(n) is _ast.FunctionDef and n.name == 'check']
@@ -552,22 +555,30 @@ def _plan(job):
         chk = chk[0]
         cand = chk.args.args[0].arg
         live = {cand, job['entry_point']}
-        kinds = []
-        for st in chk.body:
-            has_assert = any(type(n) is _ast.Assert for n in _walk(st))
-            kinds.append(has_assert and bool(_ast_names(st) & live))
         rest = [n for n in tree.body if n is not chk]
+        base = _ast_names(chk.args)  # names every unit's module holds: rest + the arguments
+        for st in rest:
+            base |= _ast_names(st)
+        kinds, names = [], []
+        for st in chk.body:
+            nodes = _walk(st)
+            nm = {n.id for n in nodes if type(n) is Name}
+            kinds.append(bool(nm & live) and any(type(n) is Assert for n in nodes))
+            names.append(nm)
         for i, is_test in enumerate(kinds):
             if not is_test:
                 continue
-            body = [st for j, st in enumerate(chk.body) if (j < i and not kinds[j]) or j == i]
-            fn = _ast.FunctionDef(name='__srlm_check', args=chk.args, body=body,
+            pick = [j for j in range(len(kinds)) if (j < i and not kinds[j]) or j == i]
+            fn = _ast.FunctionDef(name='__srlm_check', args=chk.args,
+                                  body=[chk.body[j] for j in pick],
                                   decorator_list=[], returns=None, type_comment=None,
                                   lineno=chk.lineno, col_offset=chk.col_offset,
                                   end_lineno=chk.end_lineno, end_col_offset=chk.end_col_offset)
-            mod = _ast.Module(body=rest + [fn], type_ignores=[])
-            code = compile(mod, '<tests>', 'exec')
-            units.append((code, _code_names(code) & _ast_names(mod)))
+            code = compile(_ast.Module(body=rest + [fn], type_ignores=[]), '<tests>', 'exec')
+            used = set(base)
+            for j in pick:
+                used |= names[j]
+            units.append((code, _code_names(code) & used))
         if not units:  # a check() with no recognisable assert: run it whole as one test
             code = compile(tree, '<tests>', 'exec')
             units.append((code, _code_names(code) & _ast_names(tree)))
@@ -593,8 +604,8 @@ def _plan(job):
         except SyntaxError:
             ptree, defined = None, None
         used = set(setup_names)
-        for _, names in units:
-            used |= names
+        for _, nm in units:
+            used |= nm
         if defined is None or (defined - {job['entry_point']}) & used:
             job['_prompt_code'] = compile(ptree if ptree is not None else job['prompt'],
                                           '<prompt>', 'exec')
