@@ -2,9 +2,10 @@
  *  1. a trivial program (`print(1)`): bare python3 (fork+exec), srlm sandbox, bwrap and
  *     firejail (when installed) with comparable isolation; per-run overhead over bare;
  *  2. HumanEval canonical solutions scored by cr_score (every test separately, judge +
- *     zygote + candidate) with 1 and 2 workers (and strict mode, a fresh candidate per
- *     test, with 2), next to running the same program + check() unsandboxed in one bare
- *     python3 per problem.
+ *     zygote + candidate) with 1 and 2 workers, next to running the same program +
+ *     check() unsandboxed in one bare python3 per problem; then with 2 workers a wrong
+ *     completion that fails every test (a fresh candidate after each), and both again in
+ *     strict mode (a fresh candidate per test).
  * Besides wall-clock rates it prints CPU time (user + system of this process and of every
  * process of the runs: load-independent) per run / per problem, and the rate 2 idle cores
  * would reach at that CPU cost.
@@ -68,6 +69,7 @@ typedef struct {
     json_t *set;
     int n, next, passed;
     pthread_mutex_t mu;
+    const char *completion; /* NULL: the canonical solution */
 } he_pool;
 
 static void *he_worker(void *arg) {
@@ -81,8 +83,9 @@ static void *he_worker(void *arg) {
         char *pj = json_dumps(o, JSON_COMPACT);
         reward_result r;
         memset(&r, 0, sizeof r);
-        if (cr_score(p->cr, pj, json_string_value(json_object_get(o, "canonical_solution")), &r) == 0 &&
-            r.correct) {
+        const char *comp = p->completion ? p->completion
+                                         : json_string_value(json_object_get(o, "canonical_solution"));
+        if (cr_score(p->cr, pj, comp, &r) == 0 && r.correct) {
             pthread_mutex_lock(&p->mu);
             p->passed++;
             pthread_mutex_unlock(&p->mu);
@@ -93,9 +96,9 @@ static void *he_worker(void *arg) {
 }
 
 /* problems/s; *cpu_ms: CPU ms per problem */
-static double bench_humaneval(cr_ctx *cr, json_t *set, int n, int workers, int *passed,
-                              double *cpu_ms) {
-    he_pool p = {cr, set, n, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+static double bench_humaneval(cr_ctx *cr, json_t *set, int n, int workers, const char *completion,
+                              int *passed, double *cpu_ms) {
+    he_pool p = {cr, set, n, 0, 0, PTHREAD_MUTEX_INITIALIZER, completion};
     pthread_t th[8];
     double t0 = srlm_now(), c0 = cpu_now();
     for (int k = 0; k < workers; k++) pthread_create(&th[k], NULL, he_worker, &p);
@@ -208,12 +211,15 @@ int main(int argc, char **argv) {
         free(prog);
     }
     double r_bare = n_he / (srlm_now() - t0), cpu_bare = (cpu_now() - u0) * 1e3 / n_he;
-    int p1, p2, ps;
-    double cpu1, cpu2, cpus;
-    double r1 = bench_humaneval(cr, set, n_he, 1, &p1, &cpu1);
-    double r2 = bench_humaneval(cr, set, n_he, 2, &p2, &cpu2);
+    int p1, p2, ps, pw, pws;
+    double cpu1, cpu2, cpus, cpuw, cpuws;
+    static const char WRONG[] = "    return None\n"; /* fails every test */
+    double r1 = bench_humaneval(cr, set, n_he, 1, NULL, &p1, &cpu1);
+    double r2 = bench_humaneval(cr, set, n_he, 2, NULL, &p2, &cpu2);
+    double rw = bench_humaneval(cr, set, n_he, 2, WRONG, &pw, &cpuw);
     cr->fresh_per_test = 1;
-    double rs = bench_humaneval(cr, set, n_he, 2, &ps, &cpus);
+    double rs = bench_humaneval(cr, set, n_he, 2, NULL, &ps, &cpus);
+    double rws = bench_humaneval(cr, set, n_he, 2, WRONG, &pws, &cpuws);
     cr->fresh_per_test = 0;
     printf("\nHumanEval canonical solutions (%d problems)\n", n_he);
     printf("  %-56s %10s %8s %8s %10s\n", "runner", "problems/s", "passed", "CPU ms",
@@ -224,8 +230,12 @@ int main(int argc, char **argv) {
            r1, p1, cpu1, 2e3 / cpu1);
     printf("  %-56s %10.1f %8d %8.1f %10.1f\n", "srlm reward-code, 2 workers", r2, p2, cpu2,
            2e3 / cpu2);
-    printf("  %-56s %10.1f %8d %8.1f %10.1f\n", "srlm reward-code, 2 workers, fresh process per test",
+    printf("  %-56s %10.1f %8d %8.1f %10.1f\n", "srlm reward-code, 2 workers, wrong (every test fails)",
+           rw, pw, cpuw, 2e3 / cpuw);
+    printf("  %-56s %10.1f %8d %8.1f %10.1f\n", "strict mode (fresh process per test), 2 workers",
            rs, ps, cpus, 2e3 / cpus);
+    printf("  %-56s %10.1f %8d %8.1f %10.1f\n", "strict mode, 2 workers, wrong (every test fails)",
+           rws, pws, cpuws, 2e3 / cpuws);
     printf("  sandboxed 1 worker / bare: %.2fx; 2 workers / 1 worker: %.2fx; "
            "CPU per problem over bare: %.1f ms (%.2fx)\n", r1 / r_bare, r2 / r1, cpu2 - cpu_bare,
            cpu2 / cpu_bare);
