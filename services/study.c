@@ -794,6 +794,67 @@ static void fmt_acc(const st_cell *c, char *buf, size_t n) {
     else srlm_fmt(buf, n, "%.3f", c->acc_mean);
 }
 
+/* The pipeline whose stages are P's minus the last one (the base pipeline for a one-stage
+ * pipeline), or -1: the model P's last stage started from. */
+static int parent_pipe(const study *S, int p) {
+    const json_t *a = S->pipes[p].stages;
+    size_t n = json_array_size(a);
+    if (!n) return -1;
+    for (int q = 0; q < S->n_pipes; q++) {
+        const json_t *b = S->pipes[q].stages;
+        if (q == p || json_array_size(b) != n - 1) continue;
+        size_t i = 0;
+        while (i < n - 1 && json_equal(json_array_get(a, i), json_array_get(b, i))) i++;
+        if (i == n - 1) return q;
+    }
+    return -1;
+}
+
+/* report.md: the effect of each pipeline's last stage, paired by seed: Δ_s = acc(P, s) −
+ * acc(parent, s) (the base model does not depend on the seed), mean ± sample std over
+ * seeds and the per-seed values. */
+static void stage_effects(const study *S, FILE *sp) {
+    int any = 0;
+    for (int p = 0; p < S->n_pipes; p++) {
+        int q = parent_pipe(S, p);
+        if (q < 0 || S->pipes[p].failed || S->pipes[q].failed) continue;
+        if (!any) {
+            fprintf(sp, "\n### Effect of each stage, paired by seed\n\nΔ of the last stage of each pipeline "
+                        "over the pipeline it starts from (same seed), mean ± sample std over seeds [per-seed "
+                        "values]:\n\n| stage | from → to |");
+            for (int e = 0; e < S->n_evals; e++) fprintf(sp, " Δ %s |", jstr(json_array_get(S->evals, e), "name", "?"));
+            fprintf(sp, "\n|---|---|");
+            for (int e = 0; e < S->n_evals; e++) fprintf(sp, "---|");
+            fprintf(sp, "\n");
+            any = 1;
+        }
+        const json_t *st = S->pipes[p].stages;
+        fprintf(sp, "| %s | %s → %s |", json_string_value(json_array_get(st, json_array_size(st) - 1)),
+                S->pipes[q].name, S->pipes[p].name);
+        for (int e = 0; e < S->n_evals; e++) {
+            const st_cell *a = &S->pipes[p].cells[e], *b = &S->pipes[q].cells[e];
+            double d[ST_MAX_SEEDS], m = 0, v = 0;
+            int n = 0;
+            for (int i = 0; i < a->n; i++) {
+                double base = b->n == 1 ? b->acc[0] : i < b->n ? b->acc[i] : NAN;
+                if (isfinite(a->acc[i]) && isfinite(base)) d[n++] = a->acc[i] - base;
+            }
+            for (int i = 0; i < n; i++) m += d[i] / n;
+            for (int i = 0; i < n; i++) v += (d[i] - m) * (d[i] - m);
+            if (!n) {
+                fprintf(sp, " — |");
+                continue;
+            }
+            if (n > 1) fprintf(sp, " %+.3f ± %.3f [", m, sqrt(v / (n - 1)));
+            else fprintf(sp, " %+.3f [", m);
+            for (int i = 0; i < n; i++) fprintf(sp, "%s%+.3f", i ? ", " : "", d[i]);
+            fprintf(sp, "] |");
+        }
+        fprintf(sp, "\n");
+    }
+    if (any) fprintf(sp, "\n");
+}
+
 static int write_report(study *S, double total_s) {
     char path[ST_PATH];
     int base = -1;
@@ -862,6 +923,7 @@ static int write_report(study *S, double total_s) {
                     "`--seeds 1,2,3` (docs/study.md states the spread measured that way).\n",
                 S->seeds[0]);
     }
+    stage_effects(S, sp);
     fclose(sp);
 
     /* plots: one chart per stage kind, one curve per trained stage (first seed) */

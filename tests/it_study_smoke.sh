@@ -23,6 +23,7 @@ for f in report.md results.json accuracy.svg config.json; do
   [ -s "$RUN/$f" ] || fail "missing $RUN/$f"
 done
 grep -q '^## Held-out accuracy' "$RUN/report.md" || fail "report.md has no accuracy section"
+grep -q '^| sft | base → sft |' "$RUN/report.md" || fail "report.md has no paired stage effect for base -> sft"
 
 # every stage of every pipeline (and the teacher) wrote a checkpoint
 n_stage=0
