@@ -121,7 +121,7 @@ bad:
 static void study_usage(FILE *f) {
     fprintf(f,
             "usage: srlm study CONFIG.json [--out RUN_DIR] [--only NAME,...] [--seeds LIST] [--keep-going]\n"
-            "                  [--model DIR] [--teacher DIR] [--check]\n\n"
+            "                  [--model DIR] [--teacher DIR] [--jobs N] [--check]\n\n"
             "Run every pipeline of the study config from the same starting model (base, SFT, KD, RL,\n"
             "SFT->RL, KD->RL, ... each through the real services via `srlm run`), evaluate each result on\n"
             "the held-out sets, and write RUN_DIR/report.md, RUN_DIR/*.svg and RUN_DIR/results.json;\n"
@@ -133,6 +133,8 @@ static void study_usage(FILE *f) {
             "  --keep-going     continue with the next pipeline when one fails\n"
             "  --model DIR      starting model (HF dir), overrides the config's student model\n"
             "  --teacher DIR    teacher model (HF dir), overrides the config's teacher model\n"
+            "  --jobs N         run up to N stages/evaluations at once (default: the config's\n"
+            "                   \"jobs\", else 1); results do not depend on N\n"
             "  --check          validate the config and every stage (srlm run --check) in a temporary\n"
             "                   directory that is removed: trains nothing, leaves nothing on disk\n"
             "  -h, --help       this text\n");
@@ -144,7 +146,7 @@ int cmd_study(int argc, char **argv) {
     static const struct option L[] = {{"out", required_argument, 0, 'o'},    {"only", required_argument, 0, 'O'},
                                       {"seeds", required_argument, 0, 's'},  {"keep-going", no_argument, 0, 'k'},
                                       {"model", required_argument, 0, 'm'},  {"teacher", required_argument, 0, 't'},
-                                      {"check", no_argument, 0, 'c'},
+                                      {"check", no_argument, 0, 'c'},        {"jobs", required_argument, 0, 'j'},
                                       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     optind = 1;
     int c;
@@ -157,6 +159,16 @@ int cmd_study(int argc, char **argv) {
         case 'm': o.model = optarg; break;
         case 't': o.teacher = optarg; break;
         case 'c': o.check_only = 1; break;
+        case 'j': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 64) {
+                fprintf(stderr, "srlm study: --jobs %s: expected an integer 1..64\n", optarg);
+                return 2;
+            }
+            o.jobs = (int)v;
+            break;
+        }
         case 'h': study_usage(stdout); return 0;
         default: study_usage(stderr); return 2;
         }

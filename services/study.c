@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <lmdb.h>
 
 #include "import.h"
 #include "model.h"
@@ -267,6 +268,7 @@ typedef struct {
     double t0, setup_s, teacher_s;
     long n_traces;
     int teacher_used;     /* the teacher was trained (a selected pipeline has a KD stage) */
+    int teacher_traces;   /* ... and wrote traces (a selected pipeline has a sequence-KD stage) */
     FILE *log;            /* RUN/study.log: one line per event */
     json_t *cache;        /* "seed-S/stage1/stage2" -> {dir, out, seconds} of trained prefixes */
     st_curve *curves;     /* [n_curves], in training order */
@@ -476,18 +478,19 @@ static int find_output_model(const char *dir, char *out, size_t n) {
 
 /* Copy the study store into a stage directory so that every stage starts from the same
  * data and its own consumer cursors (LMDB data file copy; the store is closed here). */
+/* A consistent snapshot of the study store (mdb_env_copy under a read transaction): the
+ * teacher's traces may be imported into it while other stages start (study jobs > 1). */
 static int copy_store(const char *from, const char *to) {
     int rc = srlm_mkdir_p(to);
     if (rc) return rc;
-    char a[ST_PATH], b[ST_PATH];
-    srlm_fmt(a, sizeof a, "%s/data.mdb", from);
-    srlm_fmt(b, sizeof b, "%s/data.mdb", to);
-    char *buf = NULL;
-    size_t n = 0;
-    if ((rc = srlm_read_file(a, &buf, &n, 0))) return rc;
-    rc = srlm_write_file_atomic(b, buf, n);
-    free(buf);
-    return rc;
+    MDB_env *env = NULL;
+    int e = mdb_env_create(&env);
+    if (!e) e = mdb_env_set_maxdbs(env, 8);
+    if (!e) e = mdb_env_open(env, from, MDB_RDONLY, 0644);
+    if (!e) e = mdb_env_copy(env, to);
+    if (env) mdb_env_close(env);
+    if (e) return srlm_set_error(SRLM_EIO, "copying the store %s to %s: %s", from, to, mdb_strerror(e));
+    return 0;
 }
 
 /* The `srlm run` config of one stage: run_options + the stage (minus study-only keys),
@@ -791,6 +794,67 @@ static void fmt_acc(const st_cell *c, char *buf, size_t n) {
     else srlm_fmt(buf, n, "%.3f", c->acc_mean);
 }
 
+/* The pipeline whose stages are P's minus the last one (the base pipeline for a one-stage
+ * pipeline), or -1: the model P's last stage started from. */
+static int parent_pipe(const study *S, int p) {
+    const json_t *a = S->pipes[p].stages;
+    size_t n = json_array_size(a);
+    if (!n) return -1;
+    for (int q = 0; q < S->n_pipes; q++) {
+        const json_t *b = S->pipes[q].stages;
+        if (q == p || json_array_size(b) != n - 1) continue;
+        size_t i = 0;
+        while (i < n - 1 && json_equal(json_array_get(a, i), json_array_get(b, i))) i++;
+        if (i == n - 1) return q;
+    }
+    return -1;
+}
+
+/* report.md: the effect of each pipeline's last stage, paired by seed: Δ_s = acc(P, s) −
+ * acc(parent, s) (the base model does not depend on the seed), mean ± sample std over
+ * seeds and the per-seed values. */
+static void stage_effects(const study *S, FILE *sp) {
+    int any = 0;
+    for (int p = 0; p < S->n_pipes; p++) {
+        int q = parent_pipe(S, p);
+        if (q < 0 || S->pipes[p].failed || S->pipes[q].failed) continue;
+        if (!any) {
+            fprintf(sp, "\n### Effect of each stage, paired by seed\n\nΔ of the last stage of each pipeline "
+                        "over the pipeline it starts from (same seed), mean ± sample std over seeds [per-seed "
+                        "values]:\n\n| stage | from → to |");
+            for (int e = 0; e < S->n_evals; e++) fprintf(sp, " Δ %s |", jstr(json_array_get(S->evals, e), "name", "?"));
+            fprintf(sp, "\n|---|---|");
+            for (int e = 0; e < S->n_evals; e++) fprintf(sp, "---|");
+            fprintf(sp, "\n");
+            any = 1;
+        }
+        const json_t *st = S->pipes[p].stages;
+        fprintf(sp, "| %s | %s → %s |", json_string_value(json_array_get(st, json_array_size(st) - 1)),
+                S->pipes[q].name, S->pipes[p].name);
+        for (int e = 0; e < S->n_evals; e++) {
+            const st_cell *a = &S->pipes[p].cells[e], *b = &S->pipes[q].cells[e];
+            double d[ST_MAX_SEEDS], m = 0, v = 0;
+            int n = 0;
+            for (int i = 0; i < a->n; i++) {
+                double base = b->n == 1 ? b->acc[0] : i < b->n ? b->acc[i] : NAN;
+                if (isfinite(a->acc[i]) && isfinite(base)) d[n++] = a->acc[i] - base;
+            }
+            for (int i = 0; i < n; i++) m += d[i] / n;
+            for (int i = 0; i < n; i++) v += (d[i] - m) * (d[i] - m);
+            if (!n) {
+                fprintf(sp, " — |");
+                continue;
+            }
+            if (n > 1) fprintf(sp, " %+.3f ± %.3f [", m, sqrt(v / (n - 1)));
+            else fprintf(sp, " %+.3f [", m);
+            for (int i = 0; i < n; i++) fprintf(sp, "%s%+.3f", i ? ", " : "", d[i]);
+            fprintf(sp, "] |");
+        }
+        fprintf(sp, "\n");
+    }
+    if (any) fprintf(sp, "\n");
+}
+
 static int write_report(study *S, double total_s) {
     char path[ST_PATH];
     int base = -1;
@@ -859,6 +923,7 @@ static int write_report(study *S, double total_s) {
                     "`--seeds 1,2,3` (docs/study.md states the spread measured that way).\n",
                 S->seeds[0]);
     }
+    stage_effects(S, sp);
     fclose(sp);
 
     /* plots: one chart per stage kind, one curve per trained stage (first seed) */
@@ -1124,6 +1189,308 @@ static int run_teacher(study *S, const json_t *tc, int traces) {
     return 0;
 }
 
+/* ---- the schedule ----------------------------------------------------------------------------
+ * Every teacher run, trained stage and evaluation is a unit run in a child process; up to
+ * `jobs` units run at once, each as soon as the units it needs have finished (a stage needs
+ * the previous stage of its pipeline, a KD stage also the teacher, an evaluation the last
+ * stage). A stage prefix shared by pipelines (the sft of sft and sft -> grpo) is one unit.
+ * Units are seeded on their own, so the results do not depend on `jobs` or on the order in
+ * which units finish; with jobs = 1 they run one after another in the config's order. */
+enum { U_TEACHER, U_STAGE, U_EVAL };
+enum { ST_PENDING, ST_RUNNING, ST_DONE, ST_FAILED };
+
+typedef struct {
+    int kind;
+    int p, si, k, e;        /* pipeline, seed index, stage index (U_STAGE), eval set (U_EVAL) */
+    int dep, dep_teacher;   /* units this one needs (-1: none) */
+    const char *stage;      /* U_STAGE: stage name */
+    char key[1024];         /* U_STAGE: seed-S/stage1/.../stageK */
+    char dir[ST_PATH];      /* stage directory, evaluation output directory, or RUN/teacher */
+    char out[ST_PATH];      /* U_STAGE: the trained model, once done */
+    double seconds;
+    pid_t pid;
+    int state;
+    char error[512];
+} st_unit;
+
+typedef struct {
+    st_unit *u;
+    int n;
+    int *chain;             /* [n_pipes][n_seeds][ST_MAX_STAGES]: stage unit per pipeline stage */
+    int *evals;             /* [n_pipes][n_seeds][n_evals]: eval unit */
+} st_sched;
+
+#define ST_MAX_STAGES 16
+
+static int sched_add(st_sched *q, int kind, int p, int si, int dep) {
+    q->u = srlm_xrealloc(q->u, (size_t)(q->n + 1) * sizeof *q->u);
+    st_unit *u = &q->u[q->n];
+    memset(u, 0, sizeof *u);
+    u->kind = kind;
+    u->p = p;
+    u->si = si;
+    u->dep = dep;
+    u->dep_teacher = -1;
+    return q->n++;
+}
+
+/* Build the units of the selected pipelines (stages deduplicated by their prefix key). */
+static int sched_build(study *S, st_sched *q, int with_teacher) {
+    int T = -1;
+    if (with_teacher) {
+        T = sched_add(q, U_TEACHER, -1, 0, -1);
+        srlm_fmt(q->u[T].dir, sizeof q->u[T].dir, "%s/teacher", S->run);
+    }
+    size_t per = (size_t)S->n_pipes * S->n_seeds;
+    q->chain = srlm_xmalloc(per * ST_MAX_STAGES * sizeof(int));
+    q->evals = srlm_xmalloc(per * (size_t)S->n_evals * sizeof(int));
+    for (size_t i = 0; i < per * ST_MAX_STAGES; i++) q->chain[i] = -1;
+    for (size_t i = 0; i < per * (size_t)S->n_evals; i++) q->evals[i] = -1;
+    for (int p = 0; p < S->n_pipes; p++) {
+        st_pipe *P = &S->pipes[p];
+        int n_stages = (int)json_array_size(P->stages);
+        if (n_stages > ST_MAX_STAGES)
+            return srlm_set_error(SRLM_EINVAL, "pipeline %s: at most %d stages", P->name, ST_MAX_STAGES);
+        int n_seeds = n_stages ? S->n_seeds : 1; /* the base model does not depend on a seed */
+        for (int si = 0; si < n_seeds; si++) {
+            int prev = -1;
+            char key[1024];
+            srlm_fmt(key, sizeof key, "seed-%d", S->seeds[si]);
+            for (int k = 0; k < n_stages; k++) {
+                const char *sn = json_string_value(json_array_get(P->stages, k));
+                size_t kl = strlen(key);
+                srlm_fmt(key + kl, sizeof key - kl, "/%s", sn);
+                int hit = -1;
+                for (int i = 0; i < q->n && hit < 0; i++)
+                    if (q->u[i].kind == U_STAGE && !strcmp(q->u[i].key, key)) hit = i;
+                if (hit < 0) {
+                    hit = sched_add(q, U_STAGE, p, si, prev);
+                    st_unit *u = &q->u[hit];
+                    u->k = k;
+                    u->stage = sn;
+                    srlm_fmt(u->key, sizeof u->key, "%s", key);
+                    srlm_fmt(u->dir, sizeof u->dir, "%s/pipelines/%s/seed-%d/stage-%d-%s", S->run, P->name,
+                             S->seeds[si], k + 1, sn);
+                    json_t *one = json_pack("[s]", sn);
+                    if (T >= 0 && teacher_need(S, one)) u->dep_teacher = T;
+                    json_decref(one);
+                }
+                q->chain[((size_t)p * S->n_seeds + si) * ST_MAX_STAGES + k] = hit;
+                prev = hit;
+            }
+            for (int e = 0; e < S->n_evals; e++) {
+                int id = sched_add(q, U_EVAL, p, si, prev);
+                q->u[id].e = e;
+                srlm_fmt(q->u[id].dir, sizeof q->u[id].dir, "%s/pipelines/%s/seed-%d/eval/%s", S->run, P->name,
+                         S->seeds[si], jstr(json_array_get(S->evals, e), "name", "?"));
+                q->evals[((size_t)p * S->n_seeds + si) * S->n_evals + e] = id;
+            }
+        }
+    }
+    return 0;
+}
+
+static void unit_result_path(const st_unit *u, char *out, size_t n) {
+    srlm_fmt(out, n, "%s/unit.json", u->dir);
+}
+
+/* The child process of one unit: run it, write RESULT = {seconds, out | teacher fields,
+ * error}, exit 0 on success. */
+static void unit_child(study *S, const st_unit *u, const char *in_model, const json_t *tc) {
+    json_t *res = json_object();
+    double s = 0, t0 = srlm_now();
+    int rc = srlm_mkdir_p(u->dir);
+    if (!rc && u->kind == U_TEACHER) {
+        rc = run_teacher(S, tc, S->teacher_traces);
+        json_object_set_new(res, "teacher", json_string(S->teacher));
+        json_object_set_new(res, "n_traces", json_integer(S->n_traces));
+        s = srlm_now() - t0;
+    } else if (!rc && u->kind == U_STAGE) {
+        char out[ST_PATH] = "";
+        rc = stage_run(S, u->stage, (uint64_t)S->seeds[u->si], in_model, u->dir, out, sizeof out, &s);
+        json_object_set_new(res, "out", json_string(out));
+    } else if (!rc) {
+        json_t *sum = NULL;
+        rc = eval_model(S, in_model, json_array_get(S->evals, u->e), (uint64_t)S->seeds[u->si], u->dir, &sum, &s);
+        json_decref(sum);
+    }
+    json_object_set_new(res, "seconds", json_real(s));
+    if (rc) json_object_set_new(res, "error", json_string(srlm_last_error()));
+    char path[ST_PATH];
+    unit_result_path(u, path, sizeof path);
+    char *txt = json_dumps(res, JSON_COMPACT);
+    if (txt) srlm_write_file_atomic(path, txt, strlen(txt));
+    free(txt);
+    json_decref(res);
+    fflush(stdout);
+    if (S->log) fflush(S->log);
+    _exit(rc ? 1 : 0);
+}
+
+static const char *unit_input(const study *S, const st_sched *q, const st_unit *u) {
+    return u->dep >= 0 ? q->u[u->dep].out : S->student;
+}
+
+static int unit_launch(study *S, st_sched *q, int i, const json_t *tc) {
+    st_unit *u = &q->u[i];
+    const st_pipe *P = u->p >= 0 ? &S->pipes[u->p] : NULL;
+    if (u->kind == U_TEACHER) note(S, "teacher: stages and traces ...");
+    else if (u->kind == U_STAGE)
+        note(S, "%s (seed %d): stage %d/%d %s ...", P->name, S->seeds[u->si], u->k + 1,
+             (int)json_array_size(P->stages), u->stage);
+    fflush(stdout);
+    if (S->log) fflush(S->log);
+    pid_t pid = fork();
+    if (pid < 0) return srlm_set_error(SRLM_EIO, "fork: %s", strerror(errno));
+    if (pid == 0) unit_child(S, u, unit_input(S, q, u), tc);
+    u->pid = pid;
+    u->state = ST_RUNNING;
+    return 0;
+}
+
+/* A unit's child has exited: read its result, update the study. */
+static void unit_finish(study *S, st_sched *q, st_unit *u, int status) {
+    char path[ST_PATH];
+    unit_result_path(u, path, sizeof path);
+    json_t *res = json_load_file(path, 0, NULL);
+    u->seconds = jnum(res, "seconds", 0);
+    const char *err = jstr(res, "error", NULL);
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && res && !err;
+    if (!ok) {
+        u->state = ST_FAILED;
+        if (err) srlm_fmt(u->error, sizeof u->error, "%s", err);
+        else srlm_fmt(u->error, sizeof u->error, "unit process %s %d (no result in %s)",
+                      WIFEXITED(status) ? "exit status" : "signal",
+                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), path);
+    } else {
+        u->state = ST_DONE;
+    }
+    const st_pipe *P = u->p >= 0 ? &S->pipes[u->p] : NULL;
+    if (u->kind == U_TEACHER) {
+        if (ok) {
+            srlm_fmt(S->teacher, sizeof S->teacher, "%s", jstr(res, "teacher", S->teacher));
+            S->n_traces = (long)jnum(res, "n_traces", 0);
+            S->teacher_s = u->seconds;
+        } else {
+            note(S, "teacher: FAILED: %s", u->error);
+        }
+    } else if (u->kind == U_STAGE) {
+        if (ok) {
+            srlm_fmt(u->out, sizeof u->out, "%s", jstr(res, "out", ""));
+            note(S, "%s (seed %d): stage %s done in %.0f s", P->name, S->seeds[u->si], u->stage, u->seconds);
+        } else {
+            note(S, "%s (seed %d): stage %s FAILED: %s", P->name, S->seeds[u->si], u->stage, u->error);
+        }
+    } else {
+        const json_t *ev = json_array_get(S->evals, u->e);
+        json_t *sum = NULL;
+        if (ok) {
+            char sp[ST_PATH];
+            srlm_fmt(sp, sizeof sp, "%s/summary.json", u->dir);
+            json_error_t je;
+            sum = json_load_file(sp, 0, &je);
+            if (!sum) {
+                u->state = ST_FAILED;
+                srlm_fmt(u->error, sizeof u->error, "%s: %s", sp, je.text);
+            }
+        }
+        if (sum) {
+            cell_add(&S->pipes[u->p].cells[u->e], u->si, sum);
+            note(S, "%s (seed %d): %s accuracy %.3f (%d problems, %ld scored, %.0f s)", P->name, S->seeds[u->si],
+                 jstr(ev, "name", "?"), jnum(sum, "accuracy", NAN), (int)jnum(sum, "n_problems", 0),
+                 (long)jnum(sum, "n_scored", 0), u->seconds);
+            json_decref(sum);
+        } else {
+            note(S, "%s (seed %d): eval %s FAILED: %s", P->name, S->seeds[u->si], jstr(ev, "name", "?"), u->error);
+        }
+    }
+    json_decref(res);
+}
+
+/* Mark every pipeline with a unit that failed or never ran; fill timings and curves. */
+static int sched_collect(study *S, st_sched *q) {
+    int rc = 0;
+    for (int i = 0; i < q->n; i++)
+        if (q->u[i].kind == U_TEACHER && q->u[i].state != ST_DONE)
+            rc = srlm_set_error(SRLM_EIO, "teacher failed: %s", q->u[i].error[0] ? q->u[i].error : "not run");
+    for (int p = 0; p < S->n_pipes; p++) {
+        st_pipe *P = &S->pipes[p];
+        int n_stages = (int)json_array_size(P->stages);
+        int n_seeds = n_stages ? S->n_seeds : 1;
+        for (int si = 0; si < n_seeds; si++) {
+            const int *ch = &q->chain[((size_t)p * S->n_seeds + si) * ST_MAX_STAGES];
+            const int *ev = &q->evals[((size_t)p * S->n_seeds + si) * S->n_evals];
+            for (int j = 0; j < n_stages + S->n_evals; j++) {
+                const st_unit *u = &q->u[j < n_stages ? ch[j] : ev[j - n_stages]];
+                if (u->state == ST_DONE) {
+                    if (j < n_stages) P->train_s[si] += u->seconds;
+                    else P->eval_s[si] += u->seconds;
+                    if (j < n_stages && si == 0) add_curve(S, u->key, u->stage, P->name, u->dir);
+                } else if (!P->failed) {
+                    P->failed = 1;
+                    srlm_fmt(P->error, sizeof P->error, "%s", u->error[0] ? u->error : "not run (an earlier unit failed)");
+                }
+            }
+        }
+        for (int e = 0; e < S->n_evals; e++) cell_stats(&P->cells[e]);
+    }
+    return rc;
+}
+
+static int run_schedule(study *S, const json_t *tc, int jobs, int keep_going) {
+    st_sched q = {0};
+    int rc = sched_build(S, &q, tc && S->teacher_used);
+    int running = 0, stop = rc != 0;
+    int n_stage = 0;
+    for (int i = 0; i < q.n; i++) n_stage += q.u[i].kind == U_STAGE;
+    if (!rc) note(S, "schedule: %d stage run%s, %d evaluation%s%s, up to %d at once", n_stage, n_stage == 1 ? "" : "s",
+                  q.n - n_stage - (tc && S->teacher_used), q.n - n_stage == 1 ? "" : "s",
+                  tc && S->teacher_used ? " and the teacher" : "", jobs);
+    for (;;) {
+        for (int i = 0; i < q.n && running < jobs && !stop; i++) {
+            st_unit *u = &q.u[i];
+            if (u->state != ST_PENDING) continue;
+            int d1 = u->dep >= 0 ? q.u[u->dep].state : ST_DONE;
+            int d2 = u->dep_teacher >= 0 ? q.u[u->dep_teacher].state : ST_DONE;
+            if (d1 == ST_FAILED || d2 == ST_FAILED) {
+                u->state = ST_FAILED;
+                srlm_fmt(u->error, sizeof u->error, "%s", q.u[d1 == ST_FAILED ? u->dep : u->dep_teacher].error);
+                continue;
+            }
+            if (d1 != ST_DONE || d2 != ST_DONE) continue;
+            if ((rc = unit_launch(S, &q, i, tc))) {
+                stop = 1;
+                break;
+            }
+            running++;
+        }
+        if (!running) break;
+        int status = 0;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            rc = srlm_set_error(SRLM_EIO, "waitpid: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < q.n; i++)
+            if (q.u[i].state == ST_RUNNING && q.u[i].pid == pid) {
+                running--;
+                unit_finish(S, &q, &q.u[i], status);
+                if (q.u[i].state == ST_FAILED && !keep_going) stop = 1;
+            }
+    }
+    int rc2 = sched_collect(S, &q);
+    if (!rc) rc = rc2;
+    if (!rc && !keep_going)
+        for (int p = 0; p < S->n_pipes && !rc; p++)
+            if (S->pipes[p].failed)
+                rc = srlm_set_error(SRLM_EIO, "pipeline %s failed: %s", S->pipes[p].name, S->pipes[p].error);
+    free(q.u);
+    free(q.chain);
+    free(q.evals);
+    return rc;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 static int parse_seeds(study *S, const st_opts *o) {
     if (o->seeds) {
@@ -1165,7 +1532,7 @@ static int in_list(const char *list, const char *name) {
 int st_run(const st_opts *o) {
     static const char *const KEYS[] = {"name",    "description", "threads",   "seeds",  "tokenizer",    "models",
                                        "student", "data",        "prompt_format", "chat", "teacher",  "stages",
-                                       "pipelines", "eval",      "eval_options", "run_options", NULL};
+                                       "pipelines", "eval",      "eval_options", "run_options", "jobs", NULL};
     study S;
     memset(&S, 0, sizeof S);
     S.t0 = srlm_now();
@@ -1343,84 +1710,20 @@ int st_run(const st_opts *o) {
     if (tc) {
         int need = 0; /* 1: a selected pipeline needs the trained teacher (logit KD), 2: its traces */
         for (int p = 0; p < S.n_pipes; p++) need |= teacher_need(&S, S.pipes[p].stages);
-        if (need) {
-            S.teacher_used = 1;
-            if ((rc = run_teacher(&S, tc, need & 2))) goto out;
-        } else {
-            note(&S, "teacher: skipped (no selected pipeline has a KD stage)");
-        }
+        S.teacher_used = need != 0;
+        S.teacher_traces = (need & 2) != 0;
+        if (!need) note(&S, "teacher: skipped (no selected pipeline has a KD stage)");
     }
-
-    /* pipelines */
-    for (int p = 0; p < S.n_pipes; p++) {
-        st_pipe *P = &S.pipes[p];
-        int n_stages = (int)json_array_size(P->stages);
-        int n_seeds = n_stages ? S.n_seeds : 1; /* the base model does not depend on a seed */
-        for (int si = 0; si < n_seeds && !P->failed; si++) {
-            int seed = S.seeds[si];
-            char cur[ST_PATH];
-            srlm_fmt(cur, sizeof cur, "%s", S.student);
-            char key[2048];
-            srlm_fmt(key, sizeof key, "seed-%d", seed);
-            for (int k = 0; k < n_stages; k++) {
-                const char *sn = json_string_value(json_array_get(P->stages, k));
-                char dir[ST_PATH], out[ST_PATH];
-                size_t kl = strlen(key);
-                srlm_fmt(key + kl, sizeof key - kl, "/%s", sn);
-                /* a stage prefix already trained with this seed (e.g. sft of sft -> grpo) is reused */
-                const json_t *hit = json_object_get(S.cache, key);
-                double s = 0;
-                if (hit) {
-                    srlm_fmt(dir, sizeof dir, "%s", jstr(hit, "dir", ""));
-                    srlm_fmt(out, sizeof out, "%s", jstr(hit, "out", ""));
-                    s = jnum(hit, "seconds", 0);
-                    note(&S, "%s (seed %d): stage %d/%d %s: reusing %s", P->name, seed, k + 1, n_stages, sn, out);
-                } else {
-                    srlm_fmt(dir, sizeof dir, "%s/pipelines/%s/seed-%d/stage-%d-%s", S.run, P->name, seed, k + 1, sn);
-                    note(&S, "%s (seed %d): stage %d/%d %s ...", P->name, seed, k + 1, n_stages, sn);
-                    rc = stage_run(&S, sn, (uint64_t)seed, cur, dir, out, sizeof out, &s);
-                    if (rc) {
-                        P->failed = 1;
-                        srlm_fmt(P->error, sizeof P->error, "%s", srlm_last_error());
-                        note(&S, "%s (seed %d): stage %s FAILED: %s", P->name, seed, sn, P->error);
-                        break;
-                    }
-                    json_object_set_new(S.cache, key, json_pack("{s:s,s:s,s:f}", "dir", dir, "out", out, "seconds", s));
-                    note(&S, "%s (seed %d): stage %s done in %.0f s", P->name, seed, sn, s);
-                }
-                P->train_s[si] += s;
-                if (si == 0) add_curve(&S, key, sn, P->name, dir);
-                srlm_fmt(cur, sizeof cur, "%s", out);
-            }
-            if (P->failed) break;
-            for (int e = 0; e < S.n_evals; e++) {
-                const json_t *ev = json_array_get(S.evals, e);
-                char dir[ST_PATH];
-                srlm_fmt(dir, sizeof dir, "%s/pipelines/%s/seed-%d/eval/%s", S.run, P->name, seed, jstr(ev, "name", "?"));
-                json_t *sum = NULL;
-                double s = 0;
-                rc = eval_model(&S, cur, ev, (uint64_t)seed, dir, &sum, &s);
-                P->eval_s[si] += s;
-                if (rc) {
-                    P->failed = 1;
-                    srlm_fmt(P->error, sizeof P->error, "%s", srlm_last_error());
-                    note(&S, "%s (seed %d): eval %s FAILED: %s", P->name, seed, jstr(ev, "name", "?"), P->error);
-                    break;
-                }
-                cell_add(&P->cells[e], si, sum);
-                note(&S, "%s (seed %d): %s accuracy %.3f (%d problems, %ld scored, %.0f s)", P->name, seed,
-                     jstr(ev, "name", "?"), jnum(sum, "accuracy", NAN), (int)jnum(sum, "n_problems", 0),
-                     (long)jnum(sum, "n_scored", 0), s);
-                json_decref(sum);
-            }
-        }
-        for (int e = 0; e < S.n_evals; e++) cell_stats(&P->cells[e]);
-        if (P->failed && !o->keep_going) {
-            rc = srlm_set_error(SRLM_EIO, "pipeline %s failed: %s", P->name, P->error);
-            write_results_json(&S);
-            write_report(&S, srlm_now() - S.t0);
-            goto out;
-        }
+    int jobs = o->jobs > 0 ? o->jobs : (int)jnum(S.cfg, "jobs", 1);
+    if (jobs < 1 || jobs > 64) {
+        rc = srlm_set_error(SRLM_EINVAL, "study config: 'jobs' must be 1..64 (got %d)", jobs);
+        goto out;
+    }
+    rc = run_schedule(&S, tc, jobs, o->keep_going);
+    if (rc) {
+        write_results_json(&S);
+        write_report(&S, srlm_now() - S.t0);
+        goto out;
     }
     rc = write_results_json(&S);
     if (!rc) rc = write_report(&S, srlm_now() - S.t0);

@@ -29,6 +29,7 @@ typedef struct {
     const char *model;       /* starting model dir: overrides models.STUDENT (NULL = config) */
     int check_only;          /* validate the config and every stage in a temporary dir; leave nothing */
     const char *teacher;     /* teacher model dir: overrides the teacher's model (NULL = config) */
+    int jobs;                /* stages/evaluations run at once (0 = the config's "jobs", default 1) */
 } st_opts;
 
 /* Run a study. Errors: SRLM_EINVAL (config: message names the key), SRLM_ENOTFOUND,

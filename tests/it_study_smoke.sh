@@ -23,6 +23,7 @@ for f in report.md results.json accuracy.svg config.json; do
   [ -s "$RUN/$f" ] || fail "missing $RUN/$f"
 done
 grep -q '^## Held-out accuracy' "$RUN/report.md" || fail "report.md has no accuracy section"
+grep -q '^| sft | base → sft |' "$RUN/report.md" || fail "report.md has no paired stage effect for base -> sft"
 
 # every stage of every pipeline (and the teacher) wrote a checkpoint
 n_stage=0
@@ -115,4 +116,18 @@ import json,sys
 r=json.load(open(sys.argv[1]))
 assert [p['name'] for p in r['pipelines']] == ['base'], r" "$RUN2/results.json" || fail "--only: results.json"
 if "$BIN" study configs/study-smoke.json --only nosuch --check >/dev/null 2>&1; then fail "--only with an unknown name accepted"; fi
+
+# --jobs 2 runs independent stages/evaluations at once: the same models and accuracies
+RUN3="$WORK/run-jobs2"
+"$BIN" study configs/study-smoke.json --jobs 2 --out "$RUN3" >"$WORK/jobs.txt" 2>&1 ||
+  { cat "$WORK/jobs.txt" >&2; fail "study --jobs 2 failed"; }
+grep -q 'up to 2 at once' "$WORK/jobs.txt" || fail "--jobs 2: schedule line missing"
+hashes() { (cd "$1" && find pipelines teacher -name model.safetensors -path '*stage-*' | sort | xargs sha256sum); }
+[ "$(hashes "$RUN")" = "$(hashes "$RUN3")" ] || fail "--jobs 2 trained different models than --jobs 1"
+/usr/bin/python3 -c "
+import json,sys
+a,b=(json.load(open(f)) for f in sys.argv[1:3])
+acc=lambda r:[(p['name'],{k:v['accuracy'] for k,v in p['eval'].items()}) for p in r['pipelines']]
+assert acc(a)==acc(b), (acc(a),acc(b))" "$RUN/results.json" "$RUN3/results.json" || fail "--jobs 2: different accuracies"
+if "$BIN" study configs/study-smoke.json --jobs 0 --check >/dev/null 2>&1; then fail "--jobs 0 accepted"; fi
 echo "ok: $n_stage stages, $n_eval evaluations"
