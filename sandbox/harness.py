@@ -19,8 +19,8 @@
 # cannot see the tests, cannot reach the record socket and cannot influence how a result
 # is compared. See docs/sandbox.md.
 #
-# Start-up cost matters (one judge per completion): J imports only built-in C modules
-# (posix, _socket, select, _signal, _json, _ast, gc, time); JSON goes through the same C
+# Start-up cost matters (one judge per completion): J imports only the interpreter's C
+# modules (posix, _socket, select, _signal, _json, _ast, gc, time); JSON goes through the same C
 # scanner and encoder that json.loads/json.dumps use, without the json package (whose
 # `re` import alone costs more than the interpreter start).
 import posix, sys, time, builtins, gc, select, _ast, _signal, _socket
