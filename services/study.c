@@ -1441,11 +1441,13 @@ static int run_schedule(study *S, const json_t *tc, int jobs, int keep_going) {
     st_sched q = {0};
     int rc = sched_build(S, &q, tc && S->teacher_used);
     int running = 0, stop = rc != 0;
-    int n_stage = 0;
-    for (int i = 0; i < q.n; i++) n_stage += q.u[i].kind == U_STAGE;
+    int n_stage = 0, n_eval = 0;
+    for (int i = 0; i < q.n; i++) {
+        n_stage += q.u[i].kind == U_STAGE;
+        n_eval += q.u[i].kind == U_EVAL;
+    }
     if (!rc) note(S, "schedule: %d stage run%s, %d evaluation%s%s, up to %d at once", n_stage, n_stage == 1 ? "" : "s",
-                  q.n - n_stage - (tc && S->teacher_used), q.n - n_stage == 1 ? "" : "s",
-                  tc && S->teacher_used ? " and the teacher" : "", jobs);
+                  n_eval, n_eval == 1 ? "" : "s", tc && S->teacher_used ? " and the teacher" : "", jobs);
     for (;;) {
         for (int i = 0; i < q.n && running < jobs && !stop; i++) {
             st_unit *u = &q.u[i];
