@@ -49,7 +49,7 @@ typedef struct {
     size_t n_seen, cap_seen;
     PwScoredGroup **pending;      /* received, not yet used */
     size_t n_pending, cap_pending;
-    char stage_model[1024];       /* model the stage started from (reference for KL) */
+    char stage_model[4096];       /* model the stage started from (reference for KL) */
     char w_path[1100], w_sha[65];
     long w_version;
     double last_pub;
