@@ -192,7 +192,7 @@ int plot_bars_svg_str(char **out, const char *title, const char *ylabel, const c
             double x = gx + s * bw;
             ob_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x, top,
                       bw * 0.92, hgt < 0.5 ? 0.5 : hgt, PALETTE[s % N_PALETTE]);
-            ob_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%.3g</text>\n",
+            ob_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"8\">%.2f</text>\n",
                       x + bw * 0.46, top - 3, v);
             double e = err ? err[s * n_groups + g] : 0;
             if (isfinite(e) && e > 0) {

@@ -310,7 +310,7 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
         const char *env = getenv("SRLM_MODEL");
         if (!strcmp(path, "$SRLM_MODEL")) {
             if (!env || !*env)
-                return srlm_set_error(SRLM_EINVAL, "models.%s.path is $SRLM_MODEL: set SRLM_MODEL=/path/to/model", role);
+                return srlm_set_error(SRLM_EINVAL, "models.%s.path is $SRLM_MODEL: give the model with --model DIR (or set SRLM_MODEL=DIR)", role);
             path = env;
         }
         if (!srlm_file_exists(path)) return srlm_set_error(SRLM_ENOTFOUND, "models.%s.path: %s not found", role, path);
@@ -1045,9 +1045,10 @@ static int write_results_json(study *S) {
             json_t *accs = json_array();
             for (int s = 0; s < c->n; s++) json_array_append_new(accs, isfinite(c->acc[s]) ? json_real(c->acc[s]) : json_null());
             json_object_set_new(json_object_get(po, "eval"), jstr(json_array_get(S->evals, e), "name", "?"),
-                                json_pack("{s:o,s:f,s:f,s:i}", "accuracy", accs, "mean",
-                                          isfinite(c->acc_mean) ? c->acc_mean : -1.0, "std", c->acc_std, "problems",
-                                          c->n_problems));
+                                json_pack("{s:o,s:o,s:o,s:i}", "accuracy", accs, "mean",
+                                          isfinite(c->acc_mean) ? json_real(c->acc_mean) : json_null(), "std",
+                                          c->n > 1 ? json_real(c->acc_std) : json_null(), /* undefined for one seed */
+                                          "problems", c->n_problems));
         }
         json_array_append_new(json_object_get(o, "pipelines"), po);
     }
