@@ -1637,6 +1637,11 @@ int st_run(const st_opts *o) {
     char p1[ST_PATH];
     srlm_fmt(p1, sizeof p1, "%s/logs", S.run);
     if ((rc = srlm_mkdir_p(p1))) goto out;
+    {   /* absolute from here on: the stage configs name models by path */
+        char *abs = realpath(S.run, NULL);
+        if (abs) srlm_fmt(S.run, sizeof S.run, "%s", abs);
+        free(abs);
+    }
     srlm_fmt(p1, sizeof p1, "%s/data", S.run);
     if ((rc = srlm_mkdir_p(p1))) goto out;
     srlm_fmt(p1, sizeof p1, "%s/models", S.run);
