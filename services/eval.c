@@ -591,7 +591,9 @@ int ev_run(const ev_opts *o, ev_summary *sum) {
     double ts = srlm_now();
     while (!rc && pool.n_done < pool.n_jobs) pool_pump(&pool, 1);
     sum->score_seconds = srlm_now() - ts;
-    srlm_progress_done(&prog, P, NULL);
+    char done_s[64]; /* the last update may have been printed before scoring finished */
+    snprintf(done_s, sizeof done_s, "scored %ld/%ld", pool.n_done, pool.n_jobs);
+    srlm_progress_done(&prog, P, done_s);
     sum->gen_seconds = tg;
 
     /* metrics */
