@@ -23,6 +23,7 @@ BUILD_PKGS=(
   libcmocka-dev                    # unit-test framework
   python3-minimal python3          # the interpreter that runs sandboxed code
   docker-compose                   # validates deploy/docker-compose.yml in tests
+  jq                               # edits model configs in tests/it_harden_model.sh
 )
 BENCH_PKGS=( python3-torch python3-numpy python3-sympy bubblewrap firejail hyperfine )  # Node.js + npm: from the machine image, if present
 DEV_PKGS=( python3-torch python3-numpy clang libclang-rt-14-dev )
