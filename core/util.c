@@ -451,6 +451,16 @@ uint64_t srlm_rng_below(srlm_rng *r, uint64_t n) {
 }
 
 /* ---- small strings ----------------------------------------------------------------- */
+int srlm_parse_int(const char *s, long lo, long hi, int *out) {
+    if (!s || !*s) return SRLM_EINVAL;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi || v < INT_MIN || v > INT_MAX) return SRLM_EINVAL;
+    *out = (int)v;
+    return 0;
+}
+
 int srlm_parse_int_list(const char *s, int **out, int *n) {
     *out = NULL;
     *n = 0;

@@ -255,12 +255,10 @@ int cmd_generate(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "hn:", opts, NULL)) != -1) {
         /* numeric flags: the whole argument must parse and be in range (no silent 0 from
          * atoi, no NaN/Inf, no negative value mistaken for "not given") */
+        int iv = 0;
+        float fv = 0;
         if (c == 'n' || c == O_MAXNEW || c == O_TOPK || c == O_SEED || c == O_THREADS) {
-            char *end;
-            errno = 0;
-            long long v = strtoll(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < (c == O_TOPK || c == O_SEED || c == O_THREADS ? 0 : 1) ||
-                v > INT_MAX) {
+            if (srlm_parse_int(optarg, c == O_TOPK || c == O_SEED || c == O_THREADS ? 0 : 1, INT_MAX, &iv)) {
                 fprintf(stderr, "srlm generate: bad value '%s' for --%s\n", optarg,
                         c == 'n' ? "num" : c == O_MAXNEW ? "max-new-tokens" : c == O_TOPK ? "top-k"
                                          : c == O_SEED ? "seed" : "threads");
@@ -268,8 +266,8 @@ int cmd_generate(int argc, char **argv) {
             }
         } else if (c == O_TEMP || c == O_TOPP || c == O_REP) {
             char *end;
-            float v = strtof(optarg, &end);
-            if (end == optarg || *end || !isfinite(v) || v < 0) {
+            fv = strtof(optarg, &end);
+            if (end == optarg || *end || !isfinite(fv) || fv < 0) {
                 fprintf(stderr, "srlm generate: bad value '%s' for --%s (a finite number >= 0)\n", optarg,
                         c == O_TEMP ? "temperature" : c == O_TOPP ? "top-p" : "repetition-penalty");
                 bad_flag = 1;
@@ -280,16 +278,16 @@ int cmd_generate(int argc, char **argv) {
         case 'p': prompt = optarg; break;
         case O_IDS: ids_s = optarg; break;
         case O_CHAT: chat = 1; break;
-        case 'n': G = atoi(optarg); break;
-        case O_MAXNEW: max_new = atoi(optarg); break;
-        case O_TEMP: temp = strtof(optarg, NULL); break;
-        case O_TOPP: top_p = strtof(optarg, NULL); break;
-        case O_TOPK: top_k = atoi(optarg); break;
-        case O_REP: rep = strtof(optarg, NULL); break;
-        case O_SEED: seed = strtoll(optarg, NULL, 10); break;
+        case 'n': G = iv; break;
+        case O_MAXNEW: max_new = iv; break;
+        case O_TEMP: temp = fv; break;
+        case O_TOPP: top_p = fv; break;
+        case O_TOPK: top_k = iv; break;
+        case O_REP: rep = fv; break;
+        case O_SEED: seed = iv; break;
         case O_JSON: json = 1; break;
         case O_GREEDY: greedy = 1; break;
-        case O_THREADS: threads = atoi(optarg); break;
+        case O_THREADS: threads = iv; break;
         case 'h': generate_usage(stdout); return 0;
         default: generate_usage(stderr); return 2;
         }

@@ -13,13 +13,10 @@
 #include "util.h"
 
 static int parse_pos_int(const char *s, const char *flag, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v <= 0 || v > 100000000) {
+    if (srlm_parse_int(s, 1, 100000000, out)) {
         fprintf(stderr, "srlm: %s expects a positive integer, got '%s'\n", flag, s);
         return -1;
     }
-    *out = (int)v;
     return 0;
 }
 

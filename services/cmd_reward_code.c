@@ -281,8 +281,7 @@ int cmd_reward_code(int argc, char **argv) {
         case 'h': reward_usage(stdout); return 0;
         case OPT_JSONL: jsonl = 1; break;
         case OPT_JOBS:
-            jobs = (int)strtol(optarg, &end, 10);
-            if (*end || jobs < 1 || jobs > 256) { fprintf(stderr, "srlm reward-code: --jobs wants 1..256\n"); return 2; }
+            if (srlm_parse_int(optarg, 1, 256, &jobs)) { fprintf(stderr, "srlm reward-code: --jobs wants 1..256\n"); return 2; }
             break;
         case OPT_TIMEOUT:
             timeout = strtod(optarg, &end);

@@ -1,6 +1,7 @@
 /* cmd_study.c — `srlm eval` and `srlm study` command lines (the work is in eval.c and
  * study.c). */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,14 +68,15 @@ int cmd_eval(int argc, char **argv) {
     optind = 1;
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "n:k:h", L, NULL)) != -1) {
+    int li = -1;
+    while ((li = -1, c = getopt_long(argc, argv, "n:k:h", L, &li)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case 'd': o.dataset = optarg; break;
         case 'S': o.sources = optarg; break;
         case 'C': o.cache_db = optarg; break;
-        case 'l': o.limit = (int)strtol(optarg, &end, 10); if (*end || o.limit < 0) goto bad; break;
-        case 'n': o.n_samples = (int)strtol(optarg, &end, 10); if (*end || o.n_samples < 1) goto bad; break;
+        case 'l': if (srlm_parse_int(optarg, 0, INT_MAX, &o.limit)) goto bad; break;
+        case 'n': if (srlm_parse_int(optarg, 1, INT_MAX, &o.n_samples)) goto bad; break;
         case 'k': {
             int *ks = NULL, nk = 0;
             if (srlm_parse_int_list(optarg, &ks, &nk) || nk < 1 || nk > EV_MAX_K) {
@@ -89,11 +91,11 @@ int cmd_eval(int argc, char **argv) {
         case 'c': o.chat = 1; break;
         case 't': o.temperature = strtof(optarg, &end); if (*end || o.temperature < 0) goto bad; break;
         case 'p': o.top_p = strtof(optarg, &end); if (*end || o.top_p <= 0 || o.top_p > 1) goto bad; break;
-        case 'M': o.max_new_tokens = (int)strtol(optarg, &end, 10); if (*end || o.max_new_tokens < 1) goto bad; break;
+        case 'M': if (srlm_parse_int(optarg, 1, INT_MAX, &o.max_new_tokens)) goto bad; break;
         case 'f': o.prompt_format = optarg; break;
         case 'o': o.out_dir = optarg; break;
-        case 'w': o.workers = (int)strtol(optarg, &end, 10); if (*end || o.workers < 1) goto bad; break;
-        case 'T': o.threads = (int)strtol(optarg, &end, 10); if (*end || o.threads < 0) goto bad; break;
+        case 'w': if (srlm_parse_int(optarg, 1, 1024, &o.workers)) goto bad; break;
+        case 'T': if (srlm_parse_int(optarg, 0, 1024, &o.threads)) goto bad; break;
         case 's': o.seed = strtoull(optarg, &end, 10); if (*end) goto bad; break;
         case 'q': o.quiet = 1; break;
         case 'h': eval_usage(stdout); return 0;
@@ -114,7 +116,8 @@ int cmd_eval(int argc, char **argv) {
     if (!o.quiet) print_summary(&o, &s);
     return 0;
 bad:
-    fprintf(stderr, "srlm eval: bad value for --%s: '%s'\n", argv[optind - 1][1] == '-' ? argv[optind - 1] + 2 : argv[optind - 1], optarg);
+    if (li >= 0) fprintf(stderr, "srlm eval: bad value for --%s: '%s'\n", L[li].name, optarg);
+    else fprintf(stderr, "srlm eval: bad value for -%c: '%s'\n", c, optarg);
     return 2;
 }
 
@@ -159,16 +162,12 @@ int cmd_study(int argc, char **argv) {
         case 'm': o.model = optarg; break;
         case 't': o.teacher = optarg; break;
         case 'c': o.check_only = 1; break;
-        case 'j': {
-            char *end = NULL;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 64) {
+        case 'j':
+            if (srlm_parse_int(optarg, 1, 64, &o.jobs)) {
                 fprintf(stderr, "srlm study: --jobs %s: expected an integer 1..64\n", optarg);
                 return 2;
             }
-            o.jobs = (int)v;
             break;
-        }
         case 'h': study_usage(stdout); return 0;
         default: study_usage(stderr); return 2;
         }

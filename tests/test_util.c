@@ -48,6 +48,25 @@ static void test_atomic_write_and_read(void **st) {
     assert_int_equal(srlm_rm_rf(dir), 0);
 }
 
+/* Numeric CLI flags: the whole string, in range, no overflow; *out untouched on error. */
+static void test_parse_int(void **st) {
+    (void)st;
+    int v = 7;
+    assert_int_equal(srlm_parse_int("42", 1, 64, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(srlm_parse_int("-3", -5, 5, &v), 0);
+    assert_int_equal(v, -3);
+    v = 7;
+    const char *bad[] = {"", "4x", "x", " ", "65", "0", "99999999999", "2147483648", "1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(srlm_parse_int(bad[i], 1, 64, &v), SRLM_EINVAL);
+        assert_int_equal(v, 7);
+    }
+    assert_int_equal(srlm_parse_int(NULL, 1, 64, &v), SRLM_EINVAL);
+    assert_int_equal(srlm_parse_int("2147483647", 0, 2147483647L, &v), 0);
+    assert_int_equal(v, 2147483647);
+}
+
 static void test_rng_is_deterministic(void **st) {
     srlm_rng a, b;
     srlm_rng_seed(&a, 42);
@@ -77,6 +96,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_known_vector),
         cmocka_unit_test(test_atomic_write_and_read),
+        cmocka_unit_test(test_parse_int),
         cmocka_unit_test(test_rng_is_deterministic),
         cmocka_unit_test(test_int_list),
     };
