@@ -270,7 +270,6 @@ typedef struct {
     int teacher_used;     /* the teacher was trained (a selected pipeline has a KD stage) */
     int teacher_traces;   /* ... and wrote traces (a selected pipeline has a sequence-KD stage) */
     FILE *log;            /* RUN/study.log: one line per event */
-    json_t *cache;        /* "seed-S/stage1/stage2" -> {dir, out, seconds} of trained prefixes */
     st_curve *curves;     /* [n_curves], in training order */
     int n_curves;
 } study;
@@ -1065,27 +1064,25 @@ static int write_results_json(study *S) {
 /* What a pipeline's stages need of the teacher: 1 = the trained teacher model (logit KD
  * gets its path), 2 = its traces (sequence KD reading the teacher-traces source, the
  * default of a kd stage without 'sources'); 0 = nothing. */
+static int stage_teacher_need(const study *S, const char *stage) {
+    const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), stage);
+    if (strcmp(jstr(sd, "type", ""), "kd")) return 0;
+    if (!strcmp(jstr(sd, "kd_mode", "sequence"), "logit")) return 1;
+    const char *src = jstr(sd, "sources", NULL);
+    return !src || strstr(src, "teacher-traces") ? 3 : 0;
+}
+
 static int teacher_need(const study *S, const json_t *stages) {
     int need = 0;
     size_t i;
     json_t *s;
-    json_array_foreach(stages, i, s) {
-        const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), json_string_value(s));
-        if (strcmp(jstr(sd, "type", ""), "kd")) continue;
-        if (!strcmp(jstr(sd, "kd_mode", "sequence"), "logit")) {
-            need |= 1;
-        } else {
-            const char *src = jstr(sd, "sources", NULL);
-            if (!src || strstr(src, "teacher-traces")) need |= 3;
-        }
-    }
+    json_array_foreach(stages, i, s) need |= stage_teacher_need(S, json_string_value(s));
     return need;
 }
 
 /* Train the teacher (its stages) and, when traces is set, write its traces. */
 static int run_teacher(study *S, const json_t *tc, int traces) {
     int rc;
-    double t0 = srlm_now();
     char cur[ST_PATH];
     srlm_fmt(cur, sizeof cur, "%s", S->teacher);
     size_t i;
@@ -1186,7 +1183,6 @@ static int run_teacher(study *S, const json_t *tc, int traces) {
         note(S, "teacher: train accuracy %.3f, %ld traces kept%s (%.0f s)", acc, n, only_correct ? " (correct ones only)" : "", s);
         if (!n) return srlm_set_error(SRLM_EINVAL, "the teacher produced no correct traces: train it longer (teacher.stages)");
     }
-    S->teacher_s = srlm_now() - t0;
     return 0;
 }
 
@@ -1272,9 +1268,7 @@ static int sched_build(study *S, st_sched *q, int with_teacher) {
                     srlm_fmt(u->key, sizeof u->key, "%s", key);
                     srlm_fmt(u->dir, sizeof u->dir, "%s/pipelines/%s/seed-%d/stage-%d-%s", S->run, P->name,
                              S->seeds[si], k + 1, sn);
-                    json_t *one = json_pack("[s]", sn);
-                    if (T >= 0 && teacher_need(S, one)) u->dep_teacher = T;
-                    json_decref(one);
+                    if (T >= 0 && stage_teacher_need(S, sn)) u->dep_teacher = T;
                 }
                 q->chain[((size_t)p * S->n_seeds + si) * ST_MAX_STAGES + k] = hit;
                 prev = hit;
@@ -1539,7 +1533,6 @@ int st_run(const st_opts *o) {
     study S;
     memset(&S, 0, sizeof S);
     S.t0 = srlm_now();
-    S.cache = json_object();
     json_error_t err;
     S.cfg = json_load_file(o->config_path, 0, &err);
     if (!S.cfg) return srlm_set_error(SRLM_EINVAL, "%s:%d: %s", o->config_path, err.line, err.text);
@@ -1747,7 +1740,6 @@ out:
         free(S.curves[i].y);
     }
     free(S.curves);
-    json_decref(S.cache);
     json_decref(S.cfg);
     return rc;
 }
