@@ -17,39 +17,11 @@
 
 #include "math_reward.h"
 #include "util.h"
+#include "math_cases.h"
 
 static void test_case_file(void **s) {
     (void)s;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tests/cases/math_harden.jsonl", SRLM_SOURCE_DIR);
-    char *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(srlm_read_file(path, &buf, &len, 0), 0);
-    int n = 0, bad = 0, npos = 0;
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t err;
-        json_t *o = json_loads(line, 0, &err);
-        assert_non_null(o);
-        const char *g = json_string_value(json_object_get(o, "gold"));
-        const char *p = json_string_value(json_object_get(o, "pred"));
-        assert_non_null(g);
-        assert_non_null(p);
-        int expected = json_is_true(json_object_get(o, "expected"));
-        mr_result r;
-        assert_int_equal(mr_check(g, p, NULL, &r), 0);
-        if (r.correct != expected) {
-            bad++;
-            fprintf(stderr, "math_harden.jsonl:%d: expected %d got %d (%s, rule %s, extracted '%s', gold '%s')\n",
-                    n + 1, expected, r.correct, mr_verdict_name(r.verdict), mr_rule_name(r.rule), r.extracted, r.gold);
-        }
-        npos += expected;
-        n++;
-        json_decref(o);
-    }
-    free(buf);
-    assert_true(n >= 250);
-    assert_true(npos > 0 && npos < n);
-    assert_int_equal(bad, 0);
+    run_cases("tests/cases/math_harden.jsonl", 250);
 }
 
 static int check(const char *gold, const char *pred) {

@@ -18,6 +18,7 @@
 
 #include "math_reward.h"
 #include "util.h"
+#include "math_cases.h"
 
 static char *read_res(const char *rel) {
     char path[1024];
@@ -28,38 +29,6 @@ static char *read_res(const char *rel) {
     return buf;
 }
 
-/* every line {"gold","pred","expected"} must agree */
-static void run_cases(const char *rel, int min_cases) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", SRLM_SOURCE_DIR, rel);
-    char *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(srlm_read_file(path, &buf, &len, 0), 0);
-    int n = 0, bad = 0, npos = 0, nneg = 0;
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t err;
-        json_t *o = json_loads(line, 0, &err);
-        assert_non_null(o);
-        const char *g = json_string_value(json_object_get(o, "gold"));
-        const char *p = json_string_value(json_object_get(o, "pred"));
-        int expected = json_is_true(json_object_get(o, "expected"));
-        mr_result r;
-        assert_int_equal(mr_check(g, p, NULL, &r), 0);
-        if (r.correct != expected) {
-            bad++;
-            fprintf(stderr, "%s:%d: expected %d got %d (%s, rule %s, extracted '%s', gold '%s')\n", rel, n + 1, expected,
-                    r.correct, mr_verdict_name(r.verdict), mr_rule_name(r.rule), r.extracted, r.gold);
-        }
-        npos += expected;
-        nneg += !expected;
-        n++;
-        json_decref(o);
-    }
-    free(buf);
-    assert_true(n >= min_cases);
-    assert_true(npos > 0 && nneg > 0);
-    assert_int_equal(bad, 0);
-}
 
 static void test_examples(void **s) {
     (void)s;
