@@ -87,26 +87,20 @@ int sbx_init(sbx_ctx *ctx, int no_userns) {
     if (!base || !*base) base = "/tmp";
     snprintf(ctx->base_dir, sizeof ctx->base_dir, "%s", base);
     /* The sandbox's own (unprivileged) uid mounts the private root onto a directory under
-     * base: every ancestor must be searchable by others. */
+     * base: base and every ancestor must be searchable by others. */
     char walk[512];
     snprintf(walk, sizeof walk, "%s", ctx->base_dir);
-    for (char *slash = walk + strlen(walk); slash > walk; slash = strrchr(walk, '/')) {
+    for (;;) {
         struct stat st;
-        *slash = 0;
         if (stat(walk[0] ? walk : "/", &st) == 0 && !(st.st_mode & S_IXOTH)) {
             SRLM_WARN("sandbox: %s is not searchable by other users; work directories go to /tmp",
-                      walk);
+                      walk[0] ? walk : "/");
             snprintf(ctx->base_dir, sizeof ctx->base_dir, "/tmp");
             break;
         }
-    }
-    {
-        struct stat st;
-        if (stat(ctx->base_dir, &st) == 0 && !(st.st_mode & S_IXOTH)) {
-            SRLM_WARN("sandbox: %s is not searchable by other users; work directories go to /tmp",
-                      ctx->base_dir);
-            snprintf(ctx->base_dir, sizeof ctx->base_dir, "/tmp");
-        }
+        char *slash = walk[0] ? strrchr(walk, '/') : NULL;
+        if (!slash) break;
+        *slash = 0;
     }
     const int all = SBX_NS_USER | SBX_NS_PID | SBX_NS_NET | SBX_NS_MNT | SBX_NS_IPC | SBX_NS_UTS;
     int r = no_userns ? 0 : probe_unshare(ns_clone_flags(all));
