@@ -333,9 +333,12 @@ int cmd_train(int argc, char **argv) {
     optind = 2;
     int c;
     double x = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int li = -1;
+    char flag[64];
+    while ((li = -1, c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+        snprintf(flag, sizeof flag, "--%s", li >= 0 ? opts[li].name : "?");
         if (c != 'h' && c != 'm' && c != 'd' && c != 'o' && c != O_OPT && c != O_SCHED && c != O_LR_TGT &&
-            c != O_DTYPE && c != O_TEACHER && c != O_KDL && c != O_RESUME && c != '?' && parse_num(optarg, &x, argv[optind - 1]))
+            c != O_DTYPE && c != O_TEACHER && c != O_KDL && c != O_RESUME && c != '?' && parse_num(optarg, &x, flag))
             return 2;
         switch (c) {
         case 'm': model = optarg; break;

@@ -71,4 +71,10 @@ n=$(basename "$(newest)" | cut -d- -f2)
 grep -q "\"step\": $((n + 2))" "$T/ko/trainer_state.json" || fail "resumed run did not finish"
 ls -a "$T/ko" | grep -q -E '\.tmp\.|\.old\.|^\.final\.' && fail "stale partial saves left: $(ls -a "$T/ko")"
 "$BIN" generate --model "$T/ko" --prompt "question 3 " --greedy --max-new-tokens 3 >/dev/null 2>&1 || fail "final model"
+# a bad numeric value names its flag, whether the value is a separate argument or not
+for form in "--lr abc" "--lr=abc"; do
+  # shellcheck disable=SC2086
+  "$BIN" train sft $form 2>"$T/err" && fail "train accepted $form"
+  grep -q -- "--lr: 'abc'" "$T/err" || fail "error for $form does not name --lr: $(cat "$T/err")"
+done
 echo "it_harden_train: ok"
