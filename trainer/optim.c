@@ -70,12 +70,15 @@ void opt_scale(float *g, size_t n, float s) {
     for (size_t i = 0; i < n; i++) g[i] *= s;
 }
 
+void opt_clip_to_norm(float *g, size_t n, float max_norm, double norm) {
+    if (max_norm <= 0) return;
+    double coef = (double)max_norm / (norm + 1e-6);
+    if (coef < 1.0) opt_scale(g, n, (float)coef);
+}
+
 double opt_clip_grad_norm(float *g, size_t n, float max_norm) {
     double norm = opt_grad_norm(g, n);
-    if (max_norm > 0) {
-        double coef = (double)max_norm / (norm + 1e-6);
-        if (coef < 1.0) opt_scale(g, n, (float)coef);
-    }
+    opt_clip_to_norm(g, n, max_norm, norm);
     return norm;
 }
 

@@ -55,6 +55,10 @@ double opt_grad_norm(const float *g, size_t n);
 /* torch.nn.utils.clip_grad_norm_: norm = ‖g‖₂; if max_norm > 0, g *= min(1,
  * max_norm / (norm + 1e-6)). Returns the norm before clipping. */
 double opt_clip_grad_norm(float *g, size_t n, float max_norm);
+/* The scaling half of opt_clip_grad_norm, for a caller that already has norm = ‖g‖₂
+ * (e.g. to reject a non-finite norm before touching g): if max_norm > 0,
+ * g *= min(1, max_norm / (norm + 1e-6)). */
+void opt_clip_to_norm(float *g, size_t n, float max_norm, double norm);
 /* g *= s (e.g. 1/K after K micro-batches when each was normalised on its own). */
 void opt_scale(float *g, size_t n, float s);
 

@@ -293,11 +293,7 @@ static int finish_step(tr_trainer *t, tr_metrics *mt, double t0, long all_tokens
                               "(lower --lr, check the data and the model weights)",
                               t->opt->step + 1, mt->loss, norm);
     }
-    float max_norm = t->opt->cfg.max_grad_norm;
-    if (max_norm > 0) { /* clip_grad_norm_ (opt_clip_grad_norm without recomputing the norm) */
-        double coef = (double)max_norm / (norm + 1e-6);
-        if (coef < 1.0) opt_scale(t->grad, t->n_train, (float)coef);
-    }
+    opt_clip_to_norm(t->grad, t->n_train, t->opt->cfg.max_grad_norm, norm);
     opt_step(t->opt, t->train, t->grad, lr);
     mt->lr = lr;
     mt->step = t->opt->step;
