@@ -59,8 +59,10 @@ const char *mr_rule_name(mr_rule r) {
     }
 }
 
-/* Last match of re in text[0, len): start/end of the match. Returns 1 if found. */
-static int last_match(pcre2_code *re, const char *text, size_t len, size_t *ms, size_t *me) {
+/* Last match of re in text[0, len) that `skip` (if given) does not reject: start/end of
+ * the match. Returns 1 if found. */
+typedef int (*match_skip)(const char *t, size_t len, size_t s, size_t e);
+static int last_match(pcre2_code *re, const char *text, size_t len, match_skip skip, size_t *ms, size_t *me) {
     if (!re) return 0;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) return 0;
@@ -70,9 +72,11 @@ static int last_match(pcre2_code *re, const char *text, size_t len, size_t *ms, 
         int rc = pcre2_match(re, (PCRE2_SPTR)text, len, off, 0, md, NULL);
         if (rc < 0) break;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        *ms = ov[0];
-        *me = ov[1];
-        found = 1;
+        if (!skip || !skip(text, len, ov[0], ov[1])) {
+            *ms = ov[0];
+            *me = ov[1];
+            found = 1;
+        }
         off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
     }
     pcre2_match_data_free(md);
@@ -99,28 +103,6 @@ static int is_label_number(const char *t, size_t len, size_t s, size_t e) {
         if (k < len && (isalpha((unsigned char)t[k]) || t[k] == '*')) return 1;
     }
     return 0;
-}
-
-/* The last number of the text that is not a label (is_label_number). */
-static int last_number(const char *t, size_t len, size_t *ms, size_t *me) {
-    if (!RE_NUMBER) return 0;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(RE_NUMBER, NULL);
-    if (!md) return 0;
-    size_t off = 0;
-    int found = 0;
-    while (off <= len) {
-        int rc = pcre2_match(RE_NUMBER, (PCRE2_SPTR)t, len, off, 0, md, NULL);
-        if (rc < 0) break;
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        if (!is_label_number(t, len, ov[0], ov[1])) {
-            *ms = ov[0];
-            *me = ov[1];
-            found = 1;
-        }
-        off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
-    }
-    pcre2_match_data_free(md);
-    return found;
 }
 
 static int memfind_last(const char *text, size_t end, const char *pat, size_t *at) {
@@ -303,7 +285,7 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
     box b;
     int have_box = last_box(t, len, &b);
     size_t fs = 0, fe = 0;
-    int have_final = last_match(RE_FINAL, t, len, &fs, &fe);
+    int have_final = last_match(RE_FINAL, t, len, NULL, &fs, &fe);
     if (have_box && !(have_final && fs >= b.end)) {
         /* join adjacent boxes: \boxed{1}, \boxed{2} */
         box parts[16];
@@ -349,7 +331,7 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
         if (!rc) { *rule = MR_RULE_HASH; ans_pos = at; }
     }
     size_t as = 0, ae = 0;
-    if (rc && last_match(RE_ANSWER, t, len, &as, &ae)) {
+    if (rc && last_match(RE_ANSWER, t, len, NULL, &as, &ae)) {
         size_t e = phrase_end(t, len, ae);
         rc = clean_copy(t + ae, e - ae, out, outlen);
         if (!rc) { *rule = MR_RULE_ANSWER; ans_pos = as; }
@@ -363,7 +345,8 @@ int mr_extract(const char *text, size_t len, char *out, size_t outlen, mr_rule *
         }
     }
     size_t ns = 0, ne = 0;
-    if (rc && last_number(t, len, &ns, &ne)) {
+    /* the last number that is not a label */
+    if (rc && last_match(RE_NUMBER, t, len, is_label_number, &ns, &ne)) {
         rc = clean_copy(t + ns, ne - ns, out, outlen);
         if (!rc) { *rule = MR_RULE_LAST_NUMBER; ans_pos = ns; }
     }
