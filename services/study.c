@@ -265,7 +265,9 @@ typedef struct {
     int n_evals;
     st_pipe *pipes;
     int n_pipes;
-    double t0, setup_s, teacher_s;
+    double t0, setup_s, teacher_s, base_s;
+    char base_stages[512]; /* "instruct" (the config's base.stages, for the report), "" = none */
+    uint64_t base_seed;    /* seed of the base stages: the student model's seed */
     long n_traces;
     int teacher_used;     /* the teacher was trained (a selected pipeline has a KD stage) */
     int teacher_traces;   /* ... and wrote traces (a selected pipeline has a sequence-KD stage) */
@@ -1002,6 +1004,10 @@ static int write_report(study *S, double total_s) {
         fprintf(r, "| %s | %s%s%s | %d | %ld | %ld |\n", jstr(ev, "name", "?"), jstr(ev, "dataset", "?"),
                 jstr(ev, "sources", NULL) ? " sources=" : "", jstr(ev, "sources", ""), np_, sc, er);
     }
+    if (S->base_stages[0])
+        fprintf(r, "\nStarting model (the `base` row): the student after the base stages %s (%.0f s, trained once "
+                   "before the pipelines, independent of the seed): `%s`.\n",
+                S->base_stages, S->base_s, S->student);
     if (S->teacher_used && S->n_traces)
         fprintf(r, "\nTeacher: `%s`; %ld traces kept for KD (`%s`).\n", S->teacher, S->n_traces, S->traces_jsonl);
     else if (S->teacher_used)
@@ -1020,7 +1026,8 @@ static int write_report(study *S, double total_s) {
     char *cfg = json_dumps(S->cfg, ST_JSON_HUMAN);
     fprintf(r, "## Settings\n\nThe study config as run (also in `config.json`):\n\n```json\n%s\n```\n\n", cfg ? cfg : "");
     free(cfg);
-    fprintf(r, "## Files\n\n- `pipelines/NAME/seed-S/stage-I-STAGE/` — each stage's config, log and model\n"
+    fprintf(r, "## Files\n\n- `base/stage-I-STAGE/` — the starting model's own stages (config key `base`)\n"
+               "- `pipelines/NAME/seed-S/stage-I-STAGE/` — each stage's config, log and model\n"
                "- `pipelines/NAME/seed-S/eval/SET/` — results.jsonl (every completion, extracted answer, verdict) "
                "and summary.json\n- `study.log`, `logs/` — what ran, with timings\n");
     fclose(r);
@@ -1078,6 +1085,39 @@ static int teacher_need(const study *S, const json_t *stages) {
     json_t *s;
     json_array_foreach(stages, i, s) need |= stage_teacher_need(S, json_string_value(s));
     return need;
+}
+
+/* The starting model's own stages (config key "base": {"stages": [...]}): trained once, in
+ * order, before any pipeline, with the student model's seed (so the base does not depend
+ * on --seeds), under RUN/base/stage-I-NAME. S->student becomes the last stage's model:
+ * the analogue of a released instruction-tuned model (Qwen2.5-0.5B-Instruct) that every
+ * pipeline of the study starts from. Errors: those of stage_run; 'stages' not an array of
+ * names -> SRLM_EINVAL. */
+static int run_base(study *S, const json_t *base, uint64_t seed) {
+    const json_t *stages = json_object_get(base, "stages");
+    if (!json_is_array(stages)) return srlm_set_error(SRLM_EINVAL, "study config: base.stages: expected an array of stage names");
+    char cur[ST_PATH];
+    srlm_fmt(cur, sizeof cur, "%s", S->student);
+    size_t i;
+    json_t *st;
+    double t0 = srlm_now();
+    json_array_foreach(stages, i, st) {
+        const char *name = json_string_value(st);
+        if (!name) return srlm_set_error(SRLM_EINVAL, "study config: base.stages[%zu]: expected a stage name", i);
+        char dir[ST_PATH], out[ST_PATH];
+        srlm_fmt(dir, sizeof dir, "%s/base/stage-%zu-%s", S->run, i + 1, name);
+        double s = 0;
+        note(S, "base: stage %s ...", name);
+        int rc = stage_run(S, name, seed, cur, dir, out, sizeof out, &s);
+        if (rc) return rc;
+        note(S, "base: stage %s done in %.0f s -> %s", name, s, out);
+        srlm_fmt(cur, sizeof cur, "%s", out);
+        size_t used = strlen(S->base_stages);
+        srlm_fmt(S->base_stages + used, sizeof S->base_stages - used, "%s%s", used ? " → " : "", name);
+    }
+    srlm_fmt(S->student, sizeof S->student, "%s", cur);
+    S->base_s = srlm_now() - t0;
+    return 0;
 }
 
 /* Train the teacher (its stages) and, when traces is set, write its traces. */
@@ -1193,7 +1233,7 @@ static int run_teacher(study *S, const json_t *tc, int traces) {
  * stage). A stage prefix shared by pipelines (the sft of sft and sft -> grpo) is one unit.
  * Units are seeded on their own, so the results do not depend on `jobs` or on the order in
  * which units finish; with jobs = 1 they run one after another in the config's order. */
-enum { U_TEACHER, U_STAGE, U_EVAL };
+enum { U_BASE, U_TEACHER, U_STAGE, U_EVAL };
 enum { ST_PENDING, ST_RUNNING, ST_DONE, ST_FAILED };
 
 typedef struct {
@@ -1202,8 +1242,8 @@ typedef struct {
     int dep, dep_teacher;   /* units this one needs (-1: none) */
     const char *stage;      /* U_STAGE: stage name */
     char key[1024];         /* U_STAGE: seed-S/stage1/.../stageK */
-    char dir[ST_PATH];      /* stage directory, evaluation output directory, or RUN/teacher */
-    char out[ST_PATH];      /* U_STAGE: the trained model, once done */
+    char dir[ST_PATH];      /* stage directory, evaluation output directory, RUN/teacher or RUN/base */
+    char out[ST_PATH];      /* U_STAGE, U_BASE: the trained model, once done */
     double seconds;
     pid_t pid;
     int state;
@@ -1231,9 +1271,15 @@ static int sched_add(st_sched *q, int kind, int p, int si, int dep) {
     return q->n++;
 }
 
-/* Build the units of the selected pipelines (stages deduplicated by their prefix key). */
-static int sched_build(study *S, st_sched *q, int with_teacher) {
-    int T = -1;
+/* Build the units of the selected pipelines (stages deduplicated by their prefix key). With
+ * base set, the base unit comes first and every pipeline's first stage and the base model's
+ * evaluations need it. */
+static int sched_build(study *S, st_sched *q, const json_t *base, int with_teacher) {
+    int T = -1, B = -1;
+    if (base) {
+        B = sched_add(q, U_BASE, -1, 0, -1);
+        srlm_fmt(q->u[B].dir, sizeof q->u[B].dir, "%s/base", S->run);
+    }
     if (with_teacher) {
         T = sched_add(q, U_TEACHER, -1, 0, -1);
         srlm_fmt(q->u[T].dir, sizeof q->u[T].dir, "%s/teacher", S->run);
@@ -1250,7 +1296,7 @@ static int sched_build(study *S, st_sched *q, int with_teacher) {
             return srlm_set_error(SRLM_EINVAL, "pipeline %s: at most %d stages", P->name, ST_MAX_STAGES);
         int n_seeds = n_stages ? S->n_seeds : 1; /* the base model does not depend on a seed */
         for (int si = 0; si < n_seeds; si++) {
-            int prev = -1;
+            int prev = B;
             char key[1024];
             srlm_fmt(key, sizeof key, "seed-%d", S->seeds[si]);
             for (int k = 0; k < n_stages; k++) {
@@ -1291,11 +1337,16 @@ static void unit_result_path(const st_unit *u, char *out, size_t n) {
 
 /* The child process of one unit: run it, write RESULT = {seconds, out | teacher fields,
  * error}, exit 0 on success. */
-static void unit_child(study *S, const st_unit *u, const char *in_model, const json_t *tc) {
+static void unit_child(study *S, const st_unit *u, const char *in_model, const json_t *tc, const json_t *base) {
     json_t *res = json_object();
     double s = 0, t0 = srlm_now();
     int rc = srlm_mkdir_p(u->dir);
-    if (!rc && u->kind == U_TEACHER) {
+    if (!rc && u->kind == U_BASE) {
+        rc = run_base(S, base, S->base_seed);
+        json_object_set_new(res, "out", json_string(S->student));
+        json_object_set_new(res, "base_stages", json_string(S->base_stages));
+        s = srlm_now() - t0;
+    } else if (!rc && u->kind == U_TEACHER) {
         rc = run_teacher(S, tc, S->teacher_traces);
         json_object_set_new(res, "teacher", json_string(S->teacher));
         json_object_set_new(res, "n_traces", json_integer(S->n_traces));
@@ -1326,7 +1377,7 @@ static const char *unit_input(const study *S, const st_sched *q, const st_unit *
     return u->dep >= 0 ? q->u[u->dep].out : S->student;
 }
 
-static int unit_launch(study *S, st_sched *q, int i, const json_t *tc) {
+static int unit_launch(study *S, st_sched *q, int i, const json_t *tc, const json_t *base) {
     st_unit *u = &q->u[i];
     const st_pipe *P = u->p >= 0 ? &S->pipes[u->p] : NULL;
     if (u->kind == U_TEACHER) note(S, "teacher: stages and traces ...");
@@ -1337,7 +1388,7 @@ static int unit_launch(study *S, st_sched *q, int i, const json_t *tc) {
     if (S->log) fflush(S->log);
     pid_t pid = fork();
     if (pid < 0) return srlm_set_error(SRLM_EIO, "fork: %s", strerror(errno));
-    if (pid == 0) unit_child(S, u, unit_input(S, q, u), tc);
+    if (pid == 0) unit_child(S, u, unit_input(S, q, u), tc, base);
     u->pid = pid;
     u->state = ST_RUNNING;
     return 0;
@@ -1361,7 +1412,16 @@ static void unit_finish(study *S, st_sched *q, st_unit *u, int status) {
         u->state = ST_DONE;
     }
     const st_pipe *P = u->p >= 0 ? &S->pipes[u->p] : NULL;
-    if (u->kind == U_TEACHER) {
+    if (u->kind == U_BASE) {
+        if (ok) {
+            srlm_fmt(u->out, sizeof u->out, "%s", jstr(res, "out", ""));
+            srlm_fmt(S->student, sizeof S->student, "%s", u->out);
+            srlm_fmt(S->base_stages, sizeof S->base_stages, "%s", jstr(res, "base_stages", ""));
+            S->base_s = u->seconds;
+        } else {
+            note(S, "base: FAILED: %s", u->error);
+        }
+    } else if (u->kind == U_TEACHER) {
         if (ok) {
             srlm_fmt(S->teacher, sizeof S->teacher, "%s", jstr(res, "teacher", S->teacher));
             S->n_traces = (long)jnum(res, "n_traces", 0);
@@ -1406,8 +1466,9 @@ static void unit_finish(study *S, st_sched *q, st_unit *u, int status) {
 static int sched_collect(study *S, st_sched *q) {
     int rc = 0;
     for (int i = 0; i < q->n; i++)
-        if (q->u[i].kind == U_TEACHER && q->u[i].state != ST_DONE)
-            rc = srlm_set_error(SRLM_EIO, "teacher failed: %s", q->u[i].error[0] ? q->u[i].error : "not run");
+        if ((q->u[i].kind == U_TEACHER || q->u[i].kind == U_BASE) && q->u[i].state != ST_DONE)
+            rc = srlm_set_error(SRLM_EIO, "%s failed: %s", q->u[i].kind == U_BASE ? "base" : "teacher",
+                                q->u[i].error[0] ? q->u[i].error : "not run");
     for (int p = 0; p < S->n_pipes; p++) {
         st_pipe *P = &S->pipes[p];
         int n_stages = (int)json_array_size(P->stages);
@@ -1432,17 +1493,18 @@ static int sched_collect(study *S, st_sched *q) {
     return rc;
 }
 
-static int run_schedule(study *S, const json_t *tc, int jobs, int keep_going) {
+static int run_schedule(study *S, const json_t *tc, const json_t *base, int jobs, int keep_going) {
     st_sched q = {0};
-    int rc = sched_build(S, &q, tc && S->teacher_used);
+    int rc = sched_build(S, &q, base, tc && S->teacher_used);
     int running = 0, stop = rc != 0;
     int n_stage = 0, n_eval = 0;
     for (int i = 0; i < q.n; i++) {
         n_stage += q.u[i].kind == U_STAGE;
         n_eval += q.u[i].kind == U_EVAL;
     }
-    if (!rc) note(S, "schedule: %d stage run%s, %d evaluation%s%s, up to %d at once", n_stage, n_stage == 1 ? "" : "s",
-                  n_eval, n_eval == 1 ? "" : "s", tc && S->teacher_used ? " and the teacher" : "", jobs);
+    if (!rc) note(S, "schedule: %s%d stage run%s, %d evaluation%s%s, up to %d at once", base ? "the base stages, " : "",
+                  n_stage, n_stage == 1 ? "" : "s", n_eval, n_eval == 1 ? "" : "s",
+                  tc && S->teacher_used ? " and the teacher" : "", jobs);
     for (;;) {
         for (int i = 0; i < q.n && running < jobs && !stop; i++) {
             st_unit *u = &q.u[i];
@@ -1455,7 +1517,7 @@ static int run_schedule(study *S, const json_t *tc, int jobs, int keep_going) {
                 continue;
             }
             if (d1 != ST_DONE || d2 != ST_DONE) continue;
-            if ((rc = unit_launch(S, &q, i, tc))) {
+            if ((rc = unit_launch(S, &q, i, tc, base))) {
                 stop = 1;
                 break;
             }
@@ -1529,7 +1591,7 @@ static int in_list(const char *list, const char *name) {
 int st_run(const st_opts *o) {
     static const char *const KEYS[] = {"name",    "description", "threads",   "seeds",  "tokenizer",    "models",
                                        "student", "data",        "prompt_format", "chat", "teacher",  "stages",
-                                       "pipelines", "eval",      "eval_options", "run_options", "jobs", NULL};
+                                       "pipelines", "eval",      "eval_options", "run_options", "jobs", "base", NULL};
     study S;
     memset(&S, 0, sizeof S);
     S.t0 = srlm_now();
@@ -1702,12 +1764,33 @@ int st_run(const st_opts *o) {
             goto out;
         }
     }
+    const json_t *base = json_object_get(S.cfg, "base");
+    if (base) {
+        static const char *const BK[] = {"stages", NULL};
+        const json_t *bs = json_object_get(base, "stages");
+        if ((rc = check_keys(base, "base", BK))) goto out;
+        if (!json_is_array(bs)) {
+            rc = srlm_set_error(SRLM_EINVAL, "study config: base.stages: expected an array of stage names");
+            goto out;
+        }
+        size_t i;
+        json_t *st;
+        json_array_foreach(bs, i, st) if (!json_is_string(st) || !json_object_get(json_object_get(S.cfg, "stages"), json_string_value(st))) {
+            rc = srlm_set_error(SRLM_EINVAL, "study config: base.stages[%zu]: not a stage defined in 'stages'", i);
+            goto out;
+        }
+    }
     if ((rc = check_stages(&S))) goto out;
     note(&S, "stage configs checked (srlm run --check)");
     if (o->check_only) goto out;
     const json_t *data = json_object_get(S.cfg, "data");
     if (data && (rc = setup_data(&S, data))) goto out;
     S.setup_s = srlm_now() - S.t0;
+    if (base && o->model) {
+        note(&S, "base: stages skipped (--model gives the starting model)");
+        base = NULL;
+    }
+    S.base_seed = (uint64_t)jnum(json_object_get(models, stu), "seed", 1);
     if (tc) {
         int need = 0; /* 1: a selected pipeline needs the trained teacher (logit KD), 2: its traces */
         for (int p = 0; p < S.n_pipes; p++) need |= teacher_need(&S, S.pipes[p].stages);
@@ -1720,7 +1803,7 @@ int st_run(const st_opts *o) {
         rc = srlm_set_error(SRLM_EINVAL, "study config: 'jobs' must be 1..64 (got %d)", jobs);
         goto out;
     }
-    rc = run_schedule(&S, tc, jobs, o->keep_going);
+    rc = run_schedule(&S, tc, base, jobs, o->keep_going);
     if (rc) {
         write_results_json(&S);
         write_report(&S, srlm_now() - S.t0);

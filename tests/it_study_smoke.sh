@@ -32,15 +32,22 @@ while IFS= read -r d; do
   [ -n "$m" ] || fail "stage $d wrote no checkpoint"
   [ -s "$(dirname "$m")/model.safetensors" ] || fail "stage $d: checkpoint without model.safetensors"
   n_stage=$((n_stage + 1))
-done < <(find "$RUN/pipelines" "$RUN/teacher" -maxdepth 3 -type d -name 'stage-*')
+done < <(find "$RUN/pipelines" "$RUN/teacher" "$RUN/base" -maxdepth 3 -type d -name 'stage-*')
 want_stages=$(/usr/bin/python3 -c "
 import json,sys
 c=json.load(open('configs/study-smoke.json'))
 # a stage prefix shared by two pipelines is trained once
 pre={tuple(p['stages'][:i+1]) for p in c['pipelines'] for i in range(len(p['stages']))}
-print(len(pre) + len(c.get('teacher',{}).get('stages',[])))" 2>/dev/null || echo "")
+print(len(pre) + len(c.get('teacher',{}).get('stages',[])) + len(c.get('base',{}).get('stages',[])))" 2>/dev/null || echo "")
 [ -z "$want_stages" ] || [ "$n_stage" -eq "$want_stages" ] || fail "expected $want_stages stage directories, found $n_stage"
 [ "$n_stage" -ge 1 ] || fail "no stage ran"
+
+# the base stages ran once, before the pipelines, and every pipeline starts from their model
+[ -d "$RUN/base/stage-1-instruct" ] || fail "the base stage did not run"
+grep -q 'Starting model (the `base` row): the student after the base stages instruct' "$RUN/report.md" ||
+  fail "report.md does not name the base stages"
+grep -q "base/stage-1-instruct/model" "$RUN/pipelines/sft/seed-1/stage-1-sft/stage.log" ||
+  fail "the sft stage did not start from the base model"
 
 # every evaluation scored every completion through the workers, without scorer errors
 n_eval=$(/usr/bin/python3 - "$RUN" <<'PY'
@@ -102,6 +109,14 @@ mkdir "$WORK/empty"
 [ ! -e "$WORK/chk" ] || fail "study --check created --out"
 tmpd=$(sed -n 's/.*checking in the temporary directory \(.*\)$/\1/p' "$WORK/check.txt")
 [ -n "$tmpd" ] && [ ! -e "$tmpd" ] || fail "study --check left its temporary directory '$tmpd'"
+# a base stage that is not defined, or a base that is not {"stages": [...]}: named errors, exit 2
+for bad in '{"stages": ["nope"]}=base.stages\[0\]: not a stage defined' '{"stages": "instruct"}=base.stages: expected an array' \
+           '{"stage": ["instruct"]}=base: unknown key .stage.'; do
+  jq --argjson b "${bad%%=*}" '.base = $b' configs/study-smoke.json >"$WORK/badbase.json"
+  rc=0; "$BIN" study "$WORK/badbase.json" --check >"$WORK/badbase.txt" 2>&1 || rc=$?
+  [ "$rc" -eq 2 ] || { cat "$WORK/badbase.txt" >&2; fail "bad base ${bad%%=*}: exit $rc, want 2"; }
+  grep -q "${bad#*=}" "$WORK/badbase.txt" || { cat "$WORK/badbase.txt" >&2; fail "bad base ${bad%%=*}: message"; }
+done
 "$BIN" study --help | grep -q -- '--check' || fail "--help does not list --check"
 
 # --only: a subset without a KD stage does not train the teacher; the header counts it
@@ -122,7 +137,7 @@ RUN3="$WORK/run-jobs2"
 "$BIN" study configs/study-smoke.json --jobs 2 --out "$RUN3" >"$WORK/jobs.txt" 2>&1 ||
   { cat "$WORK/jobs.txt" >&2; fail "study --jobs 2 failed"; }
 grep -q 'up to 2 at once' "$WORK/jobs.txt" || fail "--jobs 2: schedule line missing"
-hashes() { (cd "$1" && find pipelines teacher -name model.safetensors -path '*stage-*' | sort | xargs sha256sum); }
+hashes() { (cd "$1" && find pipelines teacher base -name model.safetensors -path '*stage-*' | sort | xargs sha256sum); }
 h1=$(hashes "$RUN")
 [ "$(printf '%s\n' "$h1" | grep -c safetensors)" -ge 3 ] || fail "no stage checkpoints to compare: $h1"
 [ "$h1" = "$(hashes "$RUN3")" ] || fail "--jobs 2 trained different models than --jobs 1"
