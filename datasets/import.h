@@ -70,6 +70,9 @@ typedef struct {
     uint64_t seed;
     int max_steps;     /* arith: operations per problem, 1..max_steps (default 3) */
     int max_number;    /* arith: largest operand (default 20) */
+    const char *exclude_split; /* ds_synth_import: skip problems whose prompt is a record of
+                                  (same source, this split) in the store, e.g. "test", so a
+                                  training split is disjoint from the held-out one; NULL = none */
 } ds_synth_opts;
 
 /* Generate n records deterministically from the seed (same options -> same records).
@@ -77,7 +80,11 @@ typedef struct {
  * solution "5+3=8. 8*2=16.\n#### 16". Code: "Write a function add_3(x) that returns x plus
  * 3." with 3 asserts, a reference solution, entry_point, code_format mbpp. */
 int ds_synth(const ds_synth_opts *o, ds_recvec *out);
-/* Generate and store (replacing synth-KIND/SPLIT) in one transaction. */
-int ds_synth_import(ds_store *s, const ds_synth_opts *o);
+/* Generate and store (replacing synth-KIND/SPLIT) in one transaction. With exclude_split,
+ * problems whose prompt occurs in that split are skipped and generation goes on (indices
+ * n, n+1, ...) until n records are kept; *n_excluded (may be NULL) gets how many were
+ * skipped. SRLM_EINVAL when fewer than n distinct-from-the-split problems exist in the
+ * first 100 n + 1000 indices (the problem space is too small). */
+int ds_synth_import(ds_store *s, const ds_synth_opts *o, size_t *n_excluded);
 
 #endif

@@ -157,8 +157,9 @@ static Dataset__Record *synth_code(const ds_synth_opts *o, size_t idx) {
     srlm_rng r;
     rng_for(&r, o->seed, o->split, idx, 2);
     int t = (int)srlm_rng_below(&r, N_TPL);
-    int K = (int)rnd(&r, 2, 9);
-    if (t == 10 || t == 11) K = (int)rnd(&r, 2, 4);
+    /* K: 2..19 (176 distinct functions in all, so a held-out split can exclude its own);
+     * count_K needs K among the list values 0..9, the string templates stay short */
+    int K = (int)rnd(&r, 2, t == 8 ? 9 : t >= 10 ? 4 : 19);
     const code_tpl *T = &TPL[t];
     char name[64], text[160], body[96];
     snprintf(name, sizeof name, T->name, K);
@@ -203,7 +204,7 @@ static Dataset__Record *synth_code(const ds_synth_opts *o, size_t idx) {
     return rec;
 }
 
-int ds_synth(const ds_synth_opts *o, ds_recvec *out) {
+static int check_opts(const ds_synth_opts *o) {
     if (!o->kind || (strcmp(o->kind, "arith") && strcmp(o->kind, "code")))
         return srlm_set_error(SRLM_EINVAL, "--kind must be arith or code");
     if (!o->split || !*o->split || strchr(o->split, '/') || strchr(o->split, ','))
@@ -211,23 +212,83 @@ int ds_synth(const ds_synth_opts *o, ds_recvec *out) {
     if (o->n < 1 || o->n > 10000000) return srlm_set_error(SRLM_EINVAL, "--n must be 1..10000000");
     if (o->max_steps < 0 || o->max_steps > 20 || o->max_number < 0 || o->max_number > 1000000)
         return srlm_set_error(SRLM_EINVAL, "--max-steps must be 1..20 and --max-number 1..1000000");
-    int arith = !strcmp(o->kind, "arith");
-    for (size_t i = 0; i < o->n; i++) ds_recvec_push(out, arith ? synth_arith(o, i) : synth_code(o, i));
+    if (o->exclude_split && !strcmp(o->exclude_split, o->split))
+        return srlm_set_error(SRLM_EINVAL, "--exclude-split names the split being generated ('%s')", o->split);
     return 0;
 }
 
-int ds_synth_import(ds_store *s, const ds_synth_opts *o) {
-    ds_recvec rv = {0};
-    int rc = ds_synth(o, &rv);
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* n records from indices 0, 1, ... skipping prompts in the sorted set excl[n_excl]. */
+static int synth_excluding(const ds_synth_opts *o, char *const *excl, size_t n_excl, ds_recvec *out, size_t *skipped) {
+    int arith = !strcmp(o->kind, "arith");
+    size_t limit = o->n * 100 + 1000;
+    *skipped = 0;
+    for (size_t i = 0; out->n < o->n; i++) {
+        if (i >= limit)
+            return srlm_set_error(SRLM_EINVAL, "synth-%s/%s: only %zu of %zu problems are not in split '%s' "
+                                  "(tried %zu; the problem space is too small: raise --max-number or --max-steps)",
+                                  o->kind, o->split, out->n, o->n, o->exclude_split, limit);
+        Dataset__Record *r = arith ? synth_arith(o, i) : synth_code(o, i);
+        const char *key = r->prompt;
+        if (n_excl && bsearch(&key, excl, n_excl, sizeof *excl, cmp_str)) {
+            ds_record_free(r);
+            ++*skipped;
+            continue;
+        }
+        ds_recvec_push(out, r);
+    }
+    return 0;
+}
+
+int ds_synth(const ds_synth_opts *o, ds_recvec *out) {
+    int rc = check_opts(o);
+    size_t skipped;
+    return rc ? rc : synth_excluding(o, NULL, 0, out, &skipped);
+}
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strset;
+
+static int collect_prompt(void *ctx, const Dataset__Record *r) {
+    strset *s = ctx;
+    if (!r->prompt) return 0;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 256;
+        s->v = srlm_xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    s->v[s->n++] = srlm_xstrdup(r->prompt);
+    return 0;
+}
+
+int ds_synth_import(ds_store *s, const ds_synth_opts *o, size_t *n_excluded) {
+    int rc = check_opts(o);
     if (rc) return rc;
-    char extra[256];
-    snprintf(extra, sizeof extra, "{\"synth\":{\"kind\":\"%s\",\"n\":%zu,\"seed\":%llu,\"max_steps\":%d,\"max_number\":%d}}",
-             o->kind, o->n, (unsigned long long)o->seed, o->max_steps > 0 ? o->max_steps : 3,
-             o->max_number > 0 ? o->max_number : 20);
-    ds_import_meta meta = {.format = "synth", .n_files = 0, .extra_json = extra};
     const char *src = !strcmp(o->kind, "arith") ? "synth-arith" : "synth-code";
+    strset ex = {0};
+    if (o->exclude_split && (rc = ds_foreach(s, src, o->exclude_split, collect_prompt, &ex))) return rc;
+    if (ex.n) qsort(ex.v, ex.n, sizeof *ex.v, cmp_str);
+    ds_recvec rv = {0};
+    size_t skipped = 0;
+    rc = synth_excluding(o, ex.v, ex.n, &rv, &skipped);
+    for (size_t i = 0; i < ex.n; i++) free(ex.v[i]);
+    free(ex.v);
+    if (rc) {
+        ds_recvec_free(&rv);
+        return rc;
+    }
+    char extra[512], excl[160] = "";
+    if (o->exclude_split)
+        snprintf(excl, sizeof excl, ",\"exclude_split\":\"%.100s\",\"excluded\":%zu", o->exclude_split, skipped);
+    snprintf(extra, sizeof extra, "{\"synth\":{\"kind\":\"%s\",\"n\":%zu,\"seed\":%llu,\"max_steps\":%d,\"max_number\":%d%s}}",
+             o->kind, o->n, (unsigned long long)o->seed, o->max_steps > 0 ? o->max_steps : 3,
+             o->max_number > 0 ? o->max_number : 20, excl);
+    ds_import_meta meta = {.format = "synth", .n_files = 0, .extra_json = extra};
     ds_group g = {src, o->split, rv.v, rv.n, &meta};
     rc = ds_replace(s, &g, 1);
     ds_recvec_free(&rv);
+    if (!rc && n_excluded) *n_excluded = skipped;
     return rc;
 }

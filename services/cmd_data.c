@@ -26,7 +26,9 @@ static void data_usage(FILE *f) {
             "  import --db PATH --bundled gsm8k|math|math500|humaneval|mbpp|mbpp-sanitized|all\n"
             "      import the data sets bundled in datasets/data/ with their standard splits\n"
             "  synth --db PATH --kind arith|code --n N --split NAME [--seed S] [--max-steps K] [--max-number M]\n"
-            "      deterministic synthetic tasks (synth-arith: K<=3 steps, numbers<=20 by default)\n"
+            "        [--exclude-split S]\n"
+            "      deterministic synthetic tasks (synth-arith: K<=3 steps, numbers<=20 by default);\n"
+            "      --exclude-split S skips problems whose prompt is in split S of the store (held-out sets)\n"
             "  stats --db PATH [--source X] [--split S] [--json]   counts per source and split\n"
             "  get --db PATH ID                                     one record as JSON\n"
             "  export --db PATH [--source X] [--split S] [--out FILE]  records as JSONL (stdout by default)\n\n"
@@ -35,7 +37,7 @@ static void data_usage(FILE *f) {
 }
 
 enum { O_DB = 1000, O_FORMAT, O_SPLIT, O_SOURCE, O_MAP, O_KIND, O_BUNDLED, O_N, O_SEED, O_MAXSTEPS, O_MAXNUM, O_OUT,
-       O_JSON, O_NOSYNC, O_BIND, O_HELP };
+       O_JSON, O_NOSYNC, O_BIND, O_EXCLUDE, O_HELP };
 
 static const struct option DATA_OPTS[] = {
     {"db", required_argument, 0, O_DB},         {"format", required_argument, 0, O_FORMAT},
@@ -46,10 +48,11 @@ static const struct option DATA_OPTS[] = {
     {"max-number", required_argument, 0, O_MAXNUM}, {"out", required_argument, 0, O_OUT},
     {"json", no_argument, 0, O_JSON},           {"nosync", no_argument, 0, O_NOSYNC},
     {"bind", required_argument, 0, O_BIND},     {"help", no_argument, 0, O_HELP},
+    {"exclude-split", required_argument, 0, O_EXCLUDE},
     {0, 0, 0, 0}};
 
 typedef struct {
-    const char *db, *format, *split, *source, *map, *kind, *bundled, *out, *bind;
+    const char *db, *format, *split, *source, *map, *kind, *bundled, *out, *bind, *exclude_split;
     long n;
     unsigned long long seed;
     int max_steps, max_number, json, nosync, help;
@@ -98,6 +101,7 @@ static int parse_args(int argc, char **argv, data_args *a) {
             if (parse_ul(optarg, &v) || v < 1 || v > 1000000) { fprintf(stderr, "srlm: --max-number must be 1..1000000\n"); return 2; }
             a->max_number = (int)v;
             break;
+        case O_EXCLUDE: a->exclude_split = optarg; break;
         case 'h':
         case O_HELP: a->help = 1; break;
         default: return 2;
@@ -150,11 +154,14 @@ static int do_synth(const data_args *a) {
     ds_store *st;
     int rc = open_store(a, 0, &st);
     if (rc) return rc;
-    ds_synth_opts o = {a->kind, (size_t)a->n, a->split, a->seed, a->max_steps, a->max_number};
-    rc = ds_synth_import(st, &o);
+    ds_synth_opts o = {a->kind, (size_t)a->n, a->split, a->seed, a->max_steps, a->max_number, a->exclude_split};
+    size_t excluded = 0;
+    rc = ds_synth_import(st, &o, &excluded);
     ds_close(st);
     if (rc) { fprintf(stderr, "srlm data synth: %s\n", srlm_last_error()); return rc == SRLM_EINVAL ? 2 : 1; }
-    fprintf(stderr, "generated %ld synth-%s records into %s/%s\n", a->n, a->kind, a->db, a->split);
+    fprintf(stderr, "generated %ld synth-%s records into %s/%s", a->n, a->kind, a->db, a->split);
+    if (a->exclude_split) fprintf(stderr, " (%zu skipped: their prompt is in split %s)", excluded, a->exclude_split);
+    fprintf(stderr, "\n");
     return 0;
 }
 

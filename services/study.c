@@ -349,7 +349,7 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
 
 static int setup_data(study *S, const json_t *data) {
     static const char *const KEYS[] = {"synth", "import", NULL};
-    static const char *const SK[] = {"kind", "split", "n", "seed", "max_steps", "max_number", NULL};
+    static const char *const SK[] = {"kind", "split", "n", "seed", "max_steps", "max_number", "exclude_split", NULL};
     static const char *const IK[] = {"bundled", "format", "split", "source", "files", NULL};
     int rc;
     if ((rc = check_keys(data, "data", KEYS))) return rc;
@@ -357,8 +357,11 @@ static int setup_data(study *S, const json_t *data) {
     if ((rc = ds_open(S->db, DS_NOSYNC, &st))) return rc;
     size_t i;
     json_t *e;
+    /* two passes: sets that exclude another split's prompts come after the others */
+    for (int pass = 0; pass < 2 && !rc; pass++)
     json_array_foreach(json_object_get(data, "synth"), i, e) {
         if ((rc = check_keys(e, "data.synth[]", SK))) break;
+        if ((jstr(e, "exclude_split", NULL) != NULL) != pass) continue;
         ds_synth_opts so;
         memset(&so, 0, sizeof so);
         so.kind = jstr(e, "kind", "arith");
@@ -367,8 +370,14 @@ static int setup_data(study *S, const json_t *data) {
         so.seed = (uint64_t)jnum(e, "seed", 1);
         so.max_steps = (int)jnum(e, "max_steps", 0);
         so.max_number = (int)jnum(e, "max_number", 0);
-        if ((rc = ds_synth_import(st, &so))) break;
-        note(S, "synthesized %zu %s problems (split %s)", so.n, so.kind, so.split);
+        so.exclude_split = jstr(e, "exclude_split", NULL);
+        size_t excluded = 0;
+        if ((rc = ds_synth_import(st, &so, &excluded))) break;
+        if (so.exclude_split)
+            note(S, "synthesized %zu %s problems (split %s; %zu skipped: their prompt is in split %s)", so.n, so.kind,
+                 so.split, excluded, so.exclude_split);
+        else
+            note(S, "synthesized %zu %s problems (split %s)", so.n, so.kind, so.split);
     }
     json_array_foreach(json_object_get(data, "import"), i, e) {
         if (rc || (rc = check_keys(e, "data.import[]", IK))) break;

@@ -224,8 +224,8 @@ static void expect_fail(fixture *f, const char *format, const char *name, const 
 
 static void test_malformed(void **state) {
     fixture *f = *state;
-    ds_synth_opts so = {"arith", 20, "train", 1, 3, 20};
-    assert_int_equal(ds_synth_import(f->st, &so), 0);
+    ds_synth_opts so = {"arith", 20, "train", 1, 3, 20, NULL};
+    assert_int_equal(ds_synth_import(f->st, &so, NULL), 0);
     const char *good = "{\"question\":\"q1\",\"answer\":\"a\\n#### 1\"}\n";
     char buf[512];
     /* bad JSON on line 3 (a valid first line must not be written either) */
@@ -331,8 +331,8 @@ static void test_jsonl_map_and_roundtrip(void **state) {
     assert_int_equal(ds_import_bundled(f->st, "humaneval", NULL), 0);
     assert_int_equal(ds_import_bundled(f->st, "mbpp-sanitized", NULL), 0);
     assert_int_equal(ds_import_bundled(f->st, "math500", NULL), 0);
-    ds_synth_opts so = {"code", 30, "train", 5, 0, 0};
-    assert_int_equal(ds_synth_import(f->st, &so), 0);
+    ds_synth_opts so = {"code", 30, "train", 5, 0, 0, NULL};
+    assert_int_equal(ds_synth_import(f->st, &so, NULL), 0);
     ds_recvec all = {0};
     assert_int_equal(ds_foreach(f->st, NULL, NULL, collect, &all), 0);
     assert_int_equal(all.n, 2 + 2 + 164 + 427 + 500 + 30);
@@ -377,7 +377,7 @@ static void test_jsonl_map_and_roundtrip(void **state) {
 
 static void test_synth_deterministic(void **state) {
     (void)state;
-    ds_synth_opts o = {"arith", 200, "train", 11, 3, 20};
+    ds_synth_opts o = {"arith", 200, "train", 11, 3, 20, NULL};
     ds_recvec a = {0}, b = {0}, c = {0};
     assert_int_equal(ds_synth(&o, &a), 0);
     assert_int_equal(ds_synth(&o, &b), 0);
@@ -416,7 +416,7 @@ static void test_synth_deterministic(void **state) {
     ds_recvec_free(&b);
     ds_recvec_free(&c);
 
-    ds_synth_opts co = {"code", 50, "train", 3, 0, 0};
+    ds_synth_opts co = {"code", 50, "train", 3, 0, 0, NULL};
     assert_int_equal(ds_synth(&co, &a), 0);
     for (size_t i = 0; i < a.n; i++) {
         assert_string_equal(a.v[i]->kind, "code");
@@ -428,19 +428,76 @@ static void test_synth_deterministic(void **state) {
         assert_non_null(strstr(a.v[i]->test_list[0], a.v[i]->entry_point));
     }
     ds_recvec_free(&a);
-    ds_synth_opts bad = {"poems", 5, "train", 3, 0, 0};
+    ds_synth_opts bad = {"poems", 5, "train", 3, 0, 0, NULL};
     assert_int_equal(ds_synth(&bad, &a), SRLM_EINVAL);
+}
+
+typedef struct {
+    char **v;
+    size_t n;
+} prompts;
+
+static int keep_prompt(void *ctx, const Dataset__Record *r) {
+    prompts *p = ctx;
+    p->v = realloc(p->v, (p->n + 1) * sizeof *p->v);
+    p->v[p->n++] = strdup(r->prompt);
+    return 0;
+}
+
+/* exclude_split: a training split synthesized after the test split shares no prompt with
+ * it and still has n records; without it the small problem space (1 step, numbers <= 5)
+ * repeats test prompts. A space too small to fill n is a named SRLM_EINVAL. */
+static void test_synth_exclude_split(void **state) {
+    fixture *f = *state;
+    ds_synth_opts te = {"arith", 40, "test", 2, 1, 5, NULL};
+    assert_int_equal(ds_synth_import(f->st, &te, NULL), 0);
+    prompts t = {0}, tr = {0};
+    assert_int_equal(ds_foreach(f->st, "synth-arith", "test", keep_prompt, &t), 0);
+    ds_synth_opts plain = {"arith", 200, "train", 1, 1, 5, NULL};
+    ds_recvec a = {0};
+    assert_int_equal(ds_synth(&plain, &a), 0);
+    size_t shared = 0;
+    for (size_t i = 0; i < a.n; i++)
+        for (size_t j = 0; j < t.n; j++) shared += !strcmp(a.v[i]->prompt, t.v[j]);
+    assert_true(shared > 0); /* the case the option exists for */
+    ds_recvec_free(&a);
+    ds_synth_opts ex = plain;
+    ex.exclude_split = "test";
+    size_t skipped = 0;
+    assert_int_equal(ds_synth_import(f->st, &ex, &skipped), 0);
+    assert_true(skipped >= shared);
+    assert_int_equal(ds_foreach(f->st, "synth-arith", "train", keep_prompt, &tr), 0);
+    assert_int_equal(tr.n, 200);
+    for (size_t i = 0; i < tr.n; i++)
+        for (size_t j = 0; j < t.n; j++) assert_string_not_equal(tr.v[i], t.v[j]);
+    char *info = NULL;
+    assert_int_equal(ds_import_info(f->st, "synth-arith", "train", &info), 0);
+    assert_non_null(strstr(info, "\"exclude_split\":\"test\""));
+    free(info);
+    /* the same split as its own exclusion, and a space that cannot hold n new problems */
+    ds_synth_opts self = ex;
+    self.exclude_split = "train";
+    assert_int_equal(ds_synth_import(f->st, &self, NULL), SRLM_EINVAL);
+    ds_synth_opts all = {"arith", 20000, "all", 3, 1, 2, NULL}; /* every 1-step prompt over 1..2 */
+    assert_int_equal(ds_synth_import(f->st, &all, NULL), 0);
+    ds_synth_opts tiny = {"arith", 10, "more", 1, 1, 2, "all"};
+    assert_int_equal(ds_synth_import(f->st, &tiny, NULL), SRLM_EINVAL);
+    assert_non_null(strstr(srlm_last_error(), "problem space is too small"));
+    for (size_t i = 0; i < t.n; i++) free(t.v[i]);
+    for (size_t i = 0; i < tr.n; i++) free(tr.v[i]);
+    free(t.v);
+    free(tr.v);
 }
 
 /* ---- streams ---- */
 
 static void test_selection_epochs(void **state) {
     fixture *f = *state;
-    ds_synth_opts o = {"arith", 97, "train", 1, 3, 20};
-    assert_int_equal(ds_synth_import(f->st, &o), 0);
+    ds_synth_opts o = {"arith", 97, "train", 1, 3, 20, NULL};
+    assert_int_equal(ds_synth_import(f->st, &o, NULL), 0);
     o.split = "test";
     o.n = 13;
-    assert_int_equal(ds_synth_import(f->st, &o), 0);
+    assert_int_equal(ds_synth_import(f->st, &o, NULL), 0);
     Dataset__StreamSpec spec = DATASET__STREAM_SPEC__INIT;
     char *splits[] = {"train"};
     spec.splits = splits;
@@ -540,6 +597,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jsonl_map_and_roundtrip, setup, teardown),
         cmocka_unit_test(test_synth_deterministic),
+        cmocka_unit_test_setup_teardown(test_synth_exclude_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_selection_epochs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumers, setup, teardown),
     };

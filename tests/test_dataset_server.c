@@ -40,8 +40,8 @@ static int setup(void **state) {
     snprintf(f->ep, sizeof f->ep, "ipc://%s/ds.sock", f->dir);
     ds_store *st;
     if (ds_open(f->db, DS_NOSYNC, &st)) return -1;
-    ds_synth_opts a = {"arith", 50, "train", 1, 3, 20}, c = {"code", 20, "train", 1, 0, 0}, t = {"arith", 10, "test", 2, 3, 20};
-    if (ds_synth_import(st, &a) || ds_synth_import(st, &c) || ds_synth_import(st, &t)) return -1;
+    ds_synth_opts a = {"arith", 50, "train", 1, 3, 20, NULL}, c = {"code", 20, "train", 1, 0, 0, NULL}, t = {"arith", 10, "test", 2, 3, 20, NULL};
+    if (ds_synth_import(st, &a, NULL) || ds_synth_import(st, &c, NULL) || ds_synth_import(st, &t, NULL)) return -1;
     ds_close(st);
     pthread_create(&f->th, NULL, serve_thread, f);
     *state = f;
