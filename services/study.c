@@ -831,7 +831,9 @@ static void stage_effects(const study *S, FILE *sp) {
         if (!any) {
             fprintf(sp, "\n### Effect of each stage, paired by seed\n\nΔ of the last stage of each pipeline "
                         "over the pipeline it starts from (same seed), mean ± sample std over seeds [per-seed "
-                        "values]:\n\n| stage | from → to |");
+                        "values]; with several seeds, the spread it is compared with is the largest of the "
+                        "seed-to-seed std of the two pipelines' accuracies and of the paired Δ (**> spread** when "
+                        "|mean Δ| exceeds it):\n\n| stage | from → to |");
             for (int e = 0; e < S->n_evals; e++) fprintf(sp, " Δ %s |", jstr(json_array_get(S->evals, e), "name", "?"));
             fprintf(sp, "\n|---|---|");
             for (int e = 0; e < S->n_evals; e++) fprintf(sp, "---|");
@@ -855,10 +857,16 @@ static void stage_effects(const study *S, FILE *sp) {
                 fprintf(sp, " — |");
                 continue;
             }
-            if (n > 1) fprintf(sp, " %+.3f ± %.3f [", m, sqrt(v / (n - 1)));
+            double sd = n > 1 ? sqrt(v / (n - 1)) : 0;
+            if (n > 1) fprintf(sp, " %+.3f ± %.3f [", m, sd);
             else fprintf(sp, " %+.3f [", m);
             for (int i = 0; i < n; i++) fprintf(sp, "%s%+.3f", i ? ", " : "", d[i]);
-            fprintf(sp, "] |");
+            fprintf(sp, "]");
+            if (n > 1) {
+                double spread = fmax(sd, fmax(a->n > 1 ? a->acc_std : 0, b->n > 1 ? b->acc_std : 0));
+                fprintf(sp, fabs(m) > spread ? " **> spread %.3f**" : " ≤ spread %.3f", spread);
+            }
+            fprintf(sp, " |");
         }
         fprintf(sp, "\n");
     }

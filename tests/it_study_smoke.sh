@@ -119,17 +119,20 @@ for bad in '{"stages": ["nope"]}=base.stages\[0\]: not a stage defined' '{"stage
 done
 "$BIN" study --help | grep -q -- '--check' || fail "--help does not list --check"
 
-# --only: a subset without a KD stage does not train the teacher; the header counts it
+# --only: a subset without a KD stage does not train the teacher; the header counts it.
+# With two seeds the report compares each stage's paired effect with the seed spread.
 RUN2="$WORK/run-only"
-"$BIN" study configs/study-smoke.json --only base --out "$RUN2" >"$WORK/only.txt" 2>&1 ||
-  { cat "$WORK/only.txt" >&2; fail "study --only base failed"; }
-grep -q 'study study-smoke: 1 pipeline ×' "$WORK/only.txt" || fail "--only: header does not count 1 pipeline"
-grep -q 'teacher: skipped' "$WORK/only.txt" || fail "--only base: teacher not skipped"
-[ ! -e "$RUN2/teacher" ] || fail "--only base trained the teacher"
+"$BIN" study configs/study-smoke.json --only base,sft --seeds 1,2 --out "$RUN2" >"$WORK/only.txt" 2>&1 ||
+  { cat "$WORK/only.txt" >&2; fail "study --only base,sft failed"; }
+grep -q 'study study-smoke: 2 pipelines × 2 seed' "$WORK/only.txt" || fail "--only: header does not count 2 pipelines"
+grep -q 'teacher: skipped' "$WORK/only.txt" || fail "--only base,sft: teacher not skipped"
+[ ! -e "$RUN2/teacher" ] || fail "--only base,sft trained the teacher"
 /usr/bin/python3 -c "
 import json,sys
 r=json.load(open(sys.argv[1]))
-assert [p['name'] for p in r['pipelines']] == ['base'], r" "$RUN2/results.json" || fail "--only: results.json"
+assert [p['name'] for p in r['pipelines']] == ['base', 'sft'], r" "$RUN2/results.json" || fail "--only: results.json"
+grep -Eq '^\| sft \| base → sft \| [+-][0-9.]+ ± [0-9.]+ \[[^]]*\] (\*\*> spread [0-9.]+\*\*|≤ spread [0-9.]+) \|' "$RUN2/report.md" ||
+  { grep 'base → sft' "$RUN2/report.md" >&2; fail "report.md: no spread comparison for the paired effect of sft"; }
 if "$BIN" study configs/study-smoke.json --only nosuch --check >/dev/null 2>&1; then fail "--only with an unknown name accepted"; fi
 
 # --jobs 2 runs independent stages/evaluations at once: the same models and accuracies
