@@ -1075,6 +1075,9 @@ static int write_results_json(study *S) {
         }
         json_array_append_new(json_object_get(o, "pipelines"), po);
     }
+    /* the starting model every pipeline shares (after the config's base stages, if any) */
+    json_object_set_new(o, "base", json_pack("{s:s,s:s,s:f}", "model", S->student, "stages", S->base_stages,
+                                             "seconds", S->base_s));
     char path[ST_PATH];
     srlm_fmt(path, sizeof path, "%s/results.json", S->run);
     char *s = json_dumps(o, ST_JSON_HUMAN);

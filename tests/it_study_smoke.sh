@@ -48,6 +48,8 @@ grep -q 'Starting model (the `base` row): the student after the base stages inst
   fail "report.md does not name the base stages"
 grep -q "base/stage-1-instruct/model" "$RUN/pipelines/sft/seed-1/stage-1-sft/stage.log" ||
   fail "the sft stage did not start from the base model"
+jq -e '.base.stages == "instruct" and (.base.model | test("/base/stage-1-instruct/model"))' "$RUN/results.json" >/dev/null ||
+  fail "results.json: base model and stages"
 
 # every evaluation scored every completion through the workers, without scorer errors
 n_eval=$(/usr/bin/python3 - "$RUN" <<'PY'
