@@ -1489,6 +1489,16 @@ static int sched_collect(study *S, st_sched *q) {
         if ((q->u[i].kind == U_TEACHER || q->u[i].kind == U_BASE) && q->u[i].state != ST_DONE)
             rc = srlm_set_error(SRLM_EIO, "%s failed: %s", q->u[i].kind == U_BASE ? "base" : "teacher",
                                 q->u[i].error[0] ? q->u[i].error : "not run");
+        else if (q->u[i].kind == U_BASE) { /* the base stages' curves come first, labelled "base: STAGE" */
+            size_t k;
+            json_t *st;
+            json_array_foreach(json_object_get(json_object_get(S->cfg, "base"), "stages"), k, st) {
+                char key[ST_PATH], dir[ST_PATH];
+                srlm_fmt(key, sizeof key, "base/%zu/%s", k + 1, json_string_value(st));
+                srlm_fmt(dir, sizeof dir, "%s/base/stage-%zu-%s", S->run, k + 1, json_string_value(st));
+                add_curve(S, key, json_string_value(st), "base", dir);
+            }
+        }
     for (int p = 0; p < S->n_pipes; p++) {
         st_pipe *P = &S->pipes[p];
         int n_stages = (int)json_array_size(P->stages);

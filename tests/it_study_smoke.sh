@@ -80,8 +80,8 @@ grep -q '^\[+[0-9][0-9]:[0-9][0-9]\] study study-smoke: 3 pipelines ×' "$WORK/s
 grep -q '"lr": 0.003' "$RUN/report.md" && grep -q '"lr": 0.003' "$RUN/config.json" || fail "config as run: reals"
 if grep -q '000000000[0-9]' "$RUN/report.md" "$RUN/config.json" "$RUN/results.json"; then fail "17-digit reals in the report"; fi
 
-# plots: valid SVG; SFT/KD loss and GRPO reward apart, one curve per trained stage, the
-# shared sft stage once, labelled with both pipelines
+# plots: valid SVG; SFT/KD loss and GRPO reward apart, one curve per trained stage (the
+# base stage too), the shared sft stage once, labelled with both pipelines
 /usr/bin/python3 - "$RUN" <<'PY' || fail "plot check failed"
 import sys, xml.etree.ElementTree as ET
 run = sys.argv[1]
@@ -94,8 +94,8 @@ def legend(name):
     return len(paths), texts
 ET.parse(f"{run}/accuracy.svg")
 n, texts = legend("loss_curves.svg")
-assert n == 2, f"loss_curves.svg: {n} curves"
-assert "sft, sft-kd-rl: sft" in texts and "sft-kd-rl: kd" in texts, texts
+assert n == 3, f"loss_curves.svg: {n} curves"
+assert "sft, sft-kd-rl: sft" in texts and "sft-kd-rl: kd" in texts and "base: instruct" in texts, texts
 assert not any(t and t.endswith(": grpo") for t in texts), texts
 n, texts = legend("reward_curves.svg")
 assert n == 1 and "sft-kd-rl: grpo" in texts, (n, texts)
