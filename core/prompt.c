@@ -314,7 +314,7 @@ int pf_render_target(pf_format f, const json_t *rec, int chat, char **out) {
             while (*a == ' ') a++;
             size_t alen = strcspn(a, "\n");
             while (alen && (a[alen - 1] == ' ' || a[alen - 1] == '\r')) alen--;
-            sb_putn(&b, t, (size_t)(m - t));
+            sb_putn(&b, t, m > t ? (size_t)(m - t) : 0); /* m points into t */
             sb_put(&b, "The final answer is $\\boxed{");
             sb_putn(&b, a, alen);
             sb_put(&b, "}$.");

@@ -349,7 +349,7 @@ static int load_vocab(tok_tokenizer *t, const char *file, json_t *vocab) {
             rc = srlm_set_error(SRLM_EFORMAT, "%s: model.vocab: id %d is used twice (\"%.40s\")", file, id, key);
             break;
         }
-        uint32_t off;
+        uint32_t off = 0;
         if ((rc = arena_add(t, kb, (size_t)bn, &off))) break;
         t->tok_off[id] = off;
         t->tok_len[id] = (int32_t)bn;
@@ -453,7 +453,7 @@ static int load_added(tok_tokenizer *t, const char *file, json_t *arr) {
         at->id = (int32_t)v;
         at->special = json_is_true(json_object_get(a, "special"));
         t->n_added++;
-        uint32_t off;
+        uint32_t off = 0;
         if (arena_add(t, at->text, cl, &off)) return SRLM_ENOMEM;
         t->tok_off[v] = off;
         t->tok_len[v] = (int32_t)cl;

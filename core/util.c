@@ -367,7 +367,7 @@ void srlm_iso_time(char *buf, size_t n) {
     gmtime_r(&ts.tv_sec, &tm);
     char b[32];
     strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, n, "%s.%03ldZ", b, ts.tv_nsec / 1000000);
+    snprintf(buf, n, "%s.%03dZ", b, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 /* ---- progress ---------------------------------------------------------------------- */

@@ -179,10 +179,10 @@ static void set_id_num(Dataset__Record *r, const char *source, const char *split
 }
 
 static int conv_gsm8k(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r) {
-    const char *q, *a;
+    const char *q = NULL, *a = NULL;
     int rc;
     if ((rc = req_str(c, o, "question", &q)) || (rc = req_str(c, o, "answer", &a))) return rc;
-    char *fin;
+    char *fin = NULL;
     if (ds_gsm8k_answer(a, &fin)) return perr(c, "field 'answer': %s%s", srlm_last_error(), "");
     set_id_num(r, c->source, c->opts->split, ord);
     ds_set_str(&r->kind, "math");
@@ -194,7 +194,7 @@ static int conv_gsm8k(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r
 }
 
 static int conv_math(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r, int is500) {
-    const char *p, *sol, *ans, *subject, *uid;
+    const char *p = NULL, *sol = NULL, *ans = NULL, *subject = NULL, *uid = NULL;
     int rc;
     if ((rc = req_str(c, o, "problem", &p)) || (rc = req_str(c, o, "solution", &sol)) ||
         (rc = opt_str(c, o, "answer", &ans)) || (rc = opt_str(c, o, is500 ? "subject" : "type", &subject)) ||
@@ -222,7 +222,7 @@ static int conv_math(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r,
 }
 
 static int conv_humaneval(const pctx *c, json_t *o, uint32_t ord, Dataset__Record *r) {
-    const char *tid, *p, *ep, *sol, *test;
+    const char *tid = NULL, *p = NULL, *ep = NULL, *sol = NULL, *test = NULL;
     int rc;
     if ((rc = req_str(c, o, "task_id", &tid)) || (rc = req_str(c, o, "prompt", &p)) ||
         (rc = req_str(c, o, "entry_point", &ep)) || (rc = req_str(c, o, "test", &test)) ||
@@ -278,7 +278,7 @@ static const char *mbpp_split(const pctx *c, json_int_t task_id) {
 }
 
 static int conv_mbpp(const pctx *c, json_t *o, Dataset__Record *r, int sanitized) {
-    const char *text, *code;
+    const char *text = NULL, *code = NULL;
     int rc;
     json_t *tid = json_object_get(o, "task_id");
     if (!tid) return perr(c, "missing field 'task_id'%s%s", "", "");

@@ -336,7 +336,8 @@ static int opt_load_impl(opt_state *s, const char *path, opt_state **created) {
         rc = srlm_set_error(SRLM_EFORMAT, "%s: not an srlm optimizer state", path);
         goto out;
     }
-    double step, n, lr, b1, b2, eps, wd, mom, damp, nest, mgn, warm, total;
+    double step = 0, n = 0, lr = 0, b1 = 0, b2 = 0, eps = 0, wd = 0, mom = 0, damp = 0, nest = 0, mgn = 0, warm = 0,
+           total = 0;
     if (created) {
         opt_config oc;
         opt_config_default(&oc);
