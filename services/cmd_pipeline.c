@@ -97,6 +97,40 @@ static int load_cfg(const char *cmd, const char *config, const char *run_dir, pc
     return 0;
 }
 
+/* What a config-driven service runs, with its own flags in arg. */
+typedef struct {
+    const char *role, *model; /* generator */
+    const char *run_dir;      /* trainer */
+    int resume;               /* trainer */
+} service_args;
+
+static int generator_main(const pc_config *cfg, const service_args *a, volatile sig_atomic_t *stop) {
+    return gen_run(cfg, a->role, a->model, stop);
+}
+
+static int trainer_main(const pc_config *cfg, const service_args *a, volatile sig_atomic_t *stop) {
+    return ts_run(cfg, a->run_dir, a->resume, stop);
+}
+
+/* The common tail of `srlm generator` and `srlm trainer`: load the run config, install the
+ * SIGTERM/SIGINT handler, run fn. Exit status: 0 (also after a signal), 1 on a runtime
+ * error (printed as "srlm CMD: message"), 2 on a missing or bad config. */
+static int run_service(const char *cmd, const char *config, const char *run_dir,
+                       int (*fn)(const pc_config *, const service_args *, volatile sig_atomic_t *),
+                       const service_args *a) {
+    pc_config cfg;
+    int rc = load_cfg(cmd, config, run_dir, &cfg);
+    if (rc) return rc;
+    volatile sig_atomic_t *stop = pw_install_stop_handler();
+    rc = fn(&cfg, a, stop);
+    pc_free(&cfg);
+    if (rc && rc != SRLM_EINTR) {
+        fprintf(stderr, "srlm %s: %s\n", cmd, srlm_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 static void generator_usage(FILE *f) {
     fprintf(f,
             "usage: srlm generator --config FILE [--run-dir DIR] [--role policy|teacher] [--model DIR]\n"
@@ -134,17 +168,8 @@ int cmd_generator(int argc, char **argv) {
         return 2;
     }
     srlm_log_set_role(strcmp(role, "teacher") ? "generator" : "teacher");
-    pc_config cfg;
-    int rc = load_cfg("generator", config, run_dir, &cfg);
-    if (rc) return rc;
-    volatile sig_atomic_t *stop = pw_install_stop_handler();
-    rc = gen_run(&cfg, role, model, stop);
-    pc_free(&cfg);
-    if (rc && rc != SRLM_EINTR) {
-        fprintf(stderr, "srlm generator: %s\n", srlm_last_error());
-        return 1;
-    }
-    return 0;
+    service_args a = {.role = role, .model = model};
+    return run_service("generator", config, run_dir, generator_main, &a);
 }
 
 static void trainer_usage(FILE *f) {
@@ -179,17 +204,8 @@ int cmd_trainer(int argc, char **argv) {
         }
     }
     if (optind < argc) { trainer_usage(stderr); return 2; }
-    pc_config cfg;
-    int rc = load_cfg("trainer", config, run_dir, &cfg);
-    if (rc) return rc;
-    volatile sig_atomic_t *stop = pw_install_stop_handler();
-    rc = ts_run(&cfg, run_dir, resume, stop);
-    pc_free(&cfg);
-    if (rc && rc != SRLM_EINTR) {
-        fprintf(stderr, "srlm trainer: %s\n", srlm_last_error());
-        return 1;
-    }
-    return 0;
+    service_args a = {.run_dir = run_dir, .resume = resume};
+    return run_service("trainer", config, run_dir, trainer_main, &a);
 }
 
 static void run_usage(FILE *f) {
