@@ -40,10 +40,10 @@ static void eval_usage(FILE *f) {
 }
 
 static void print_summary(const ev_opts *o, const ev_summary *s) {
-    printf("\n%-12s %8s %8s %8s", "dataset", "problems", "samples", "accuracy");
+    printf("\ndataset %s\n%8s %8s %8s", o->dataset, "problems", "samples", "accuracy");
     for (int i = 0; i < s->n_ks; i++) printf("  pass@%-3d", s->ks[i]);
     for (int i = 0; i < s->n_ks; i++) printf("  maj@%-4d", s->ks[i]);
-    printf("  errors\n%-12.12s %8d %8d %8.4f", o->dataset, s->n_problems, s->n_samples, s->accuracy);
+    printf("  errors\n%8d %8d %8.4f", s->n_problems, s->n_samples, s->accuracy);
     for (int i = 0; i < s->n_ks; i++) printf("  %8.4f", s->pass_at[i]);
     for (int i = 0; i < s->n_ks; i++) printf("  %8.4f", s->maj_at[i]);
     printf("  %6ld\n", s->n_errors);

@@ -615,6 +615,9 @@ int ev_run(const ev_opts *o, ev_summary *sum) {
         char **verd = srlm_xcalloc((size_t)N, sizeof *verd), **ext = srlm_xcalloc((size_t)N, sizeof *ext);
         json_t *rewards = json_array(), *corr = json_array(), *fin = json_array(), *errs = json_array();
         int nc = 0, nvalid = 0;
+        /* majority vote: over extracted answers (math), over identical programs (code) */
+        const char *rk = json_string_value(json_object_get(rec, "kind"));
+        int vote_code = rk && !strcmp(rk, "code");
         for (int si = 0; si < N; si++) {
             ev_job *j = &pool.jobs[job_of[pi * N + si]];
             if (j->is_error) {
@@ -627,7 +630,7 @@ int ev_run(const ev_opts *o, ev_summary *sum) {
             sum->n_format_ok += j->format_ok;
             cor[si] = !j->is_error && j->correct;
             nc += cor[si];
-            ans[si] = j->is_error ? NULL : j->extracted;
+            ans[si] = j->is_error ? NULL : vote_code ? comps[pi * N + si] : j->extracted;
             verd[si] = j->is_error ? "error" : j->verdict;
             ext[si] = j->extracted;
             json_array_append_new(rewards, j->is_error ? json_null() : json_real(j->reward));

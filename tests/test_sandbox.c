@@ -185,6 +185,7 @@ static void test_code_reward(void **state) {
     reward_result r = score(c, HE, "    return a + b\n", 0);
     assert_string_equal(r.verdict, "PASS");
     assert_true(r.correct);
+    assert_true(r.format_ok); /* the prompt opens the function: prompt + body defines add */
     assert_true(r.reward == 1.0);
     json_t *d = json_loads(r.details_json, 0, NULL);
     assert_int_equal(json_array_size(json_object_get(d, "tests")), 3); /* `assert True` is no test */
@@ -192,6 +193,7 @@ static void test_code_reward(void **state) {
     reward_result_free(&r);
     r = score(c, HE, "", 0);
     assert_string_equal(r.verdict, "WA");
+    assert_false(r.format_ok);
     assert_true(r.reward == 0.0);
     reward_result_free(&r);
     r = score(c, HE, "    return a - b\n", 0); /* passes `not candidate(0, 0)` only */
@@ -206,6 +208,11 @@ static void test_code_reward(void **state) {
     r = score(c, MB, "def sum(a, b):\n    t = 0\n    for i in range(1, min(a, b)):\n"
                      "        if a % i == 0 and b % i == 0:\n            t += i\n    return t\n", 0);
     assert_string_equal(r.verdict, "PASS");
+    assert_true(r.format_ok); /* unfenced (the MBPP prompt opens the fence) but defines sum */
+    reward_result_free(&r);
+    r = score(c, MB, "print(6)\n", 0); /* no function at all: the tests hit the builtin sum */
+    assert_false(r.correct);
+    assert_false(r.format_ok);
     reward_result_free(&r);
     /* unusable problems are errors, never a reward of 0 */
     r = score(c, "{\"prompt\":\"x\"}", "pass", SRLM_EINVAL);
