@@ -83,8 +83,9 @@ int ds_synth(const ds_synth_opts *o, ds_recvec *out);
 /* Generate and store (replacing synth-KIND/SPLIT) in one transaction. With exclude_split,
  * problems whose prompt occurs in that split are skipped and generation goes on (indices
  * n, n+1, ...) until n records are kept; *n_excluded (may be NULL) gets how many were
- * skipped. SRLM_EINVAL when fewer than n distinct-from-the-split problems exist in the
- * first 100 n + 1000 indices (the problem space is too small). */
+ * skipped. SRLM_ENOTFOUND when the store has no record of (source, exclude_split): the
+ * held-out split must be generated first; SRLM_EINVAL when fewer than n problems outside
+ * the split exist in the first 100 n + 1000 indices (the problem space is too small). */
 int ds_synth_import(ds_store *s, const ds_synth_opts *o, size_t *n_excluded);
 
 #endif

@@ -269,6 +269,9 @@ int ds_synth_import(ds_store *s, const ds_synth_opts *o, size_t *n_excluded) {
     const char *src = !strcmp(o->kind, "arith") ? "synth-arith" : "synth-code";
     strset ex = {0};
     if (o->exclude_split && (rc = ds_foreach(s, src, o->exclude_split, collect_prompt, &ex))) return rc;
+    if (o->exclude_split && ex.n == 0)
+        return srlm_set_error(SRLM_ENOTFOUND, "--exclude-split %s: the store has no %s records in split '%s' "
+                              "(generate the held-out split first)", o->exclude_split, src, o->exclude_split);
     if (ex.n) qsort(ex.v, ex.n, sizeof *ex.v, cmp_str);
     ds_recvec rv = {0};
     size_t skipped = 0;

@@ -158,7 +158,7 @@ static int do_synth(const data_args *a) {
     size_t excluded = 0;
     rc = ds_synth_import(st, &o, &excluded);
     ds_close(st);
-    if (rc) { fprintf(stderr, "srlm data synth: %s\n", srlm_last_error()); return rc == SRLM_EINVAL ? 2 : 1; }
+    if (rc) { fprintf(stderr, "srlm data synth: %s\n", srlm_last_error()); return rc == SRLM_EINVAL || rc == SRLM_ENOTFOUND ? 2 : 1; }
     fprintf(stderr, "generated %ld synth-%s records into %s/%s", a->n, a->kind, a->db, a->split);
     if (a->exclude_split) fprintf(stderr, " (%zu skipped: their prompt is in split %s)", excluded, a->exclude_split);
     fprintf(stderr, "\n");

@@ -478,6 +478,10 @@ static void test_synth_exclude_split(void **state) {
     ds_synth_opts self = ex;
     self.exclude_split = "train";
     assert_int_equal(ds_synth_import(f->st, &self, NULL), SRLM_EINVAL);
+    ds_synth_opts typo = ex; /* a split that is not in the store excludes nothing: an error */
+    typo.exclude_split = "tst";
+    assert_int_equal(ds_synth_import(f->st, &typo, NULL), SRLM_ENOTFOUND);
+    assert_non_null(strstr(srlm_last_error(), "generate the held-out split first"));
     ds_synth_opts all = {"arith", 20000, "all", 3, 1, 2, NULL}; /* every 1-step prompt over 1..2 */
     assert_int_equal(ds_synth_import(f->st, &all, NULL), 0);
     ds_synth_opts tiny = {"arith", 10, "more", 1, 1, 2, "all"};
