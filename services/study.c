@@ -22,6 +22,7 @@
 #include "model.h"
 #include "plot.h"
 #include "prompt.h"
+#include "safetensors.h"
 #include "store.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -301,6 +302,34 @@ static int resolve(const char *rel, char *out, size_t n) {
 }
 
 /* ---- setup: models, tokenizer, data ---------------------------------------------------- */
+/* A model directory given by path (--model, --teacher, models.X.path) must hold a valid
+ * config.json and weights: model.safetensors with a valid header, or a shard index. Reads
+ * headers only (no weights), so `study --check` catches a broken download in
+ * milliseconds. Errors name the flag or key (what) and the file. */
+static int check_model_dir(const char *what, const char *dir) {
+    char p[ST_PATH];
+    lm_config c;
+    srlm_fmt(p, sizeof p, "%s/config.json", dir);
+    char why[512]; /* a copy: srlm_set_error writes the buffer srlm_last_error returns */
+    if (lm_config_load(p, &c)) {
+        srlm_fmt(why, sizeof why, "%s", srlm_last_error());
+        return srlm_set_error(SRLM_EINVAL, "%s: %s", what, why);
+    }
+    srlm_fmt(p, sizeof p, "%s/model.safetensors", dir);
+    if (srlm_file_exists(p)) {
+        st_file *f = NULL;
+        if (st_open(p, &f)) {
+            srlm_fmt(why, sizeof why, "%s", srlm_last_error());
+            return srlm_set_error(SRLM_EINVAL, "%s: %s", what, why);
+        }
+        st_close(f);
+        return 0;
+    }
+    srlm_fmt(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    if (srlm_file_exists(p)) return 0;
+    return srlm_set_error(SRLM_EINVAL, "%s %s: no model.safetensors or model.safetensors.index.json", what, dir);
+}
+
 static int make_model(study *S, const char *role, const json_t *spec, char *out, size_t n) {
     static const char *const KEYS[] = {"config", "override", "path", "seed", NULL};
     int rc;
@@ -315,6 +344,9 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
             path = env;
         }
         if (!srlm_file_exists(path)) return srlm_set_error(SRLM_ENOTFOUND, "models.%s.path: %s not found", role, path);
+        char what[128];
+        srlm_fmt(what, sizeof what, "models.%s.path", role);
+        if ((rc = check_model_dir(what, path))) return rc;
         return srlm_fmt(out, n, "%s", path);
     }
     const char *cf = jstr(spec, "config", NULL);
@@ -1774,6 +1806,7 @@ int st_run(const st_opts *o) {
             rc = srlm_set_error(SRLM_ENOTFOUND, "--model %s: not found", o->model);
             goto out;
         }
+        if ((rc = check_model_dir("--model", o->model))) goto out;
         srlm_fmt(S.student, sizeof S.student, "%s", o->model);
         note(&S, "starting model: %s (--model)", o->model);
     } else if ((rc = make_model(&S, stu, json_object_get(models, stu), S.student, sizeof S.student))) {
@@ -1789,6 +1822,7 @@ int st_run(const st_opts *o) {
                 rc = srlm_set_error(SRLM_ENOTFOUND, "--teacher %s: not found", o->teacher);
                 goto out;
             }
+            if ((rc = check_model_dir("--teacher", o->teacher))) goto out;
             srlm_fmt(S.teacher, sizeof S.teacher, "%s", o->teacher);
         } else if ((rc = make_model(&S, tm, json_object_get(models, tm), S.teacher, sizeof S.teacher))) {
             goto out;

@@ -120,6 +120,15 @@ for bad in '{"stages": ["nope"]}=base.stages\[0\]: not a stage defined' '{"stage
   grep -q "${bad#*=}" "$WORK/badbase.txt" || { cat "$WORK/badbase.txt" >&2; fail "bad base ${bad%%=*}: message"; }
 done
 "$BIN" study --help | grep -q -- '--check' || fail "--help does not list --check"
+# --check reads the model given by --model: a config without weights, or a broken
+# safetensors header, is an error before anything is trained
+mkdir -p "$WORK/noweights"
+cp configs/models/tiny-qwen2.json "$WORK/noweights/config.json"
+rc=0; "$BIN" study configs/study-smoke.json --check --model "$WORK/noweights" >"$WORK/nw.txt" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q 'no model.safetensors' "$WORK/nw.txt" || { cat "$WORK/nw.txt" >&2; fail "--check accepted a model without weights"; }
+printf 'garbage!' >"$WORK/noweights/model.safetensors"
+rc=0; "$BIN" study configs/study-smoke.json --check --model "$WORK/noweights" >"$WORK/nw.txt" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q 'model.safetensors: header' "$WORK/nw.txt" || { cat "$WORK/nw.txt" >&2; fail "--check accepted a broken safetensors file"; }
 
 # --only: a subset without a KD stage does not train the teacher; the header counts it.
 # With two seeds the report compares each stage's paired effect with the seed spread.
