@@ -374,7 +374,10 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
     lm_model_init_random(m, (uint64_t)jnum(spec, "seed", 1));
     if ((rc = srlm_fmt(out, n, "%s/models/%s-init", S->run, role)) == 0)
         rc = lm_model_save(m, out, "F32", NULL, S->tokdir[0] ? S->tokdir : NULL);
-    note(S, "created %s model %s (%zu parameters, %s)", role, out, m->n_params, cf);
+    char *ovs = ov ? json_dumps(ov, JSON_COMPACT) : NULL; /* e.g. a wider teacher */
+    note(S, "created %s model %s (%zu parameters, %s%s%s)", role, out, m->n_params, cf, ovs ? " with " : "",
+         ovs ? ovs : "");
+    free(ovs);
     lm_model_free(m);
     return rc;
 }
@@ -596,13 +599,14 @@ static int check_stages(study *S) {
     return 0;
 }
 
-/* Run one stage: in_model -> a new model under stage_dir; out_model gets its path.
+/* Run one stage: in_model -> a new model under stage_dir; out_model gets its path. `who`
+ * (pipeline name, "base" or "teacher") labels the progress lines: "rl: grpo (seed 1)".
  * The one function to switch between stage runners:
  *   runner "run"   (default) `srlm run STAGE_DIR/pipeline.json`: the services — dataset
  *                  server, trainer, and for GRPO generator, broker and reward workers;
  *   runner "train" `srlm train sft` in one process (SFT / sequence-level KD only). */
-static int stage_run(study *S, const char *stage_name, uint64_t seed, const char *in_model, const char *stage_dir,
-                     char *out_model, size_t n, double *seconds) {
+static int stage_run(study *S, const char *who, const char *stage_name, uint64_t seed, const char *in_model,
+                     const char *stage_dir, char *out_model, size_t n, double *seconds) {
     const json_t *sd = json_object_get(json_object_get(S->cfg, "stages"), stage_name);
     if (!json_is_object(sd)) return srlm_set_error(SRLM_EINVAL, "study config: stage '%s' is not defined in 'stages'", stage_name);
     const char *type = jstr(sd, "type", NULL);
@@ -678,7 +682,7 @@ static int stage_run(study *S, const char *stage_name, uint64_t seed, const char
     }
     char mpath[ST_PATH], label[256];
     srlm_fmt(mpath, sizeof mpath, "%s/%s", stage_dir, !strcmp(runner, "run") ? "run/metrics.jsonl" : "model/metrics.jsonl");
-    srlm_fmt(label, sizeof label, "%s (seed %llu)", stage_name, (unsigned long long)seed);
+    srlm_fmt(label, sizeof label, "%s: %s (seed %llu)", who, stage_name, (unsigned long long)seed);
     st_watch w = {mpath, label, (int)jnum(sd, "steps", 0)};
     rc = run_logged_w(&a, log, seconds, &w);
     av_free(&a);
@@ -905,6 +909,25 @@ static void stage_effects(const study *S, FILE *sp) {
     if (any) fprintf(sp, "\n");
 }
 
+/* An evaluation flag of the set, else of eval_options (NULL: the srlm eval default). */
+static const json_t *eval_flag(const study *S, const json_t *ev, const char *k) {
+    const json_t *v = json_object_get(ev, k);
+    return v ? v : json_object_get(json_object_get(S->cfg, "eval_options"), k);
+}
+
+/* "greedy" or "4 samples at T 0.7" (pass@1 = the mean fraction correct), with the token limit. */
+static void eval_decoding(const study *S, const json_t *ev, char *out, size_t n) {
+    const json_t *ns = eval_flag(S, ev, "samples"), *t = eval_flag(S, ev, "temperature");
+    const json_t *mt = eval_flag(S, ev, "max-new-tokens");
+    if (!ns) ns = eval_flag(S, ev, "n");
+    long k = json_is_integer(ns) ? (long)json_integer_value(ns) : 1;
+    double temp = json_is_number(t) ? json_number_value(t) : 0;
+    char lim[40] = "";
+    if (json_is_integer(mt)) srlm_fmt(lim, sizeof lim, ", ≤ %lld new tokens", (long long)json_integer_value(mt));
+    if (temp > 0) srlm_fmt(out, n, "%ld sample%s at T %g%s", k, k == 1 ? "" : "s", temp, lim);
+    else srlm_fmt(out, n, "greedy%s", lim);
+}
+
 static int write_report(study *S, double total_s) {
     char path[ST_PATH];
     int base = -1;
@@ -1033,13 +1056,19 @@ static int write_report(study *S, double total_s) {
                "Every number below was measured in this run (summary.json of each evaluation, "
                "metrics.jsonl of each stage).\n\n",
             when, total_s / 60, S->setup_s, S->teacher_s, sysconf(_SC_NPROCESSORS_ONLN), S->run);
+    if (S->base_stages[0])
+        fprintf(r, "Every pipeline starts from the same model, the `base` row: the student after the base stages "
+                   "%s (%.0f s, trained once before the pipelines, independent of the seed): `%s`.\n\n",
+                S->base_stages, S->base_s, S->student);
     fprintf(r, "## Held-out accuracy\n\nAccuracy = mean over problems of the fraction of samples judged correct "
-               "by the reward scorers (pass@1)%s; Δ = difference to the base model.\n\n%s\n",
+               "by the reward scorers (pass@1)%s; Δ = difference to the base model. How each set is decoded "
+               "(greedy, or several samples at a temperature): *Evaluation sets* below.\n\n%s\n",
             S->n_seeds > 1 ? ", mean ± sample std over seeds" : "", table);
     for (int p = 0; p < S->n_pipes; p++)
         if (S->pipes[p].failed) fprintf(r, "- **%s failed**: %s\n", S->pipes[p].name, S->pipes[p].error);
     fprintf(r, "\n## Seed spread\n\n%s\n", spread);
-    fprintf(r, "## Evaluation sets\n\n| name | dataset | problems | completions scored (all models) | scorer errors |\n|---|---|---:|---:|---:|\n");
+    fprintf(r, "## Evaluation sets\n\n| name | dataset | decoding | problems | completions scored (all models) | "
+               "scorer errors |\n|---|---|---|---:|---:|---:|\n");
     for (int e = 0; e < S->n_evals; e++) {
         long sc = 0, er = 0;
         int np_ = 0;
@@ -1050,13 +1079,11 @@ static int write_report(study *S, double total_s) {
                 np_ = S->pipes[p].cells[e].n_problems;
             }
         const json_t *ev = json_array_get(S->evals, e);
-        fprintf(r, "| %s | %s%s%s | %d | %ld | %ld |\n", jstr(ev, "name", "?"), jstr(ev, "dataset", "?"),
-                jstr(ev, "sources", NULL) ? " sources=" : "", jstr(ev, "sources", ""), np_, sc, er);
+        char dec[96];
+        eval_decoding(S, ev, dec, sizeof dec);
+        fprintf(r, "| %s | %s%s%s | %s | %d | %ld | %ld |\n", jstr(ev, "name", "?"), jstr(ev, "dataset", "?"),
+                jstr(ev, "sources", NULL) ? " sources=" : "", jstr(ev, "sources", ""), dec, np_, sc, er);
     }
-    if (S->base_stages[0])
-        fprintf(r, "\nStarting model (the `base` row): the student after the base stages %s (%.0f s, trained once "
-                   "before the pipelines, independent of the seed): `%s`.\n",
-                S->base_stages, S->base_s, S->student);
     if (S->teacher_used && S->n_traces)
         fprintf(r, "\nTeacher: `%s`; %ld traces kept for KD (`%s`).\n", S->teacher, S->n_traces, S->traces_jsonl);
     else if (S->teacher_used)
@@ -1160,7 +1187,7 @@ static int run_base(study *S, const json_t *base, uint64_t seed) {
         srlm_fmt(dir, sizeof dir, "%s/base/stage-%zu-%s", S->run, i + 1, name);
         double s = 0;
         note(S, "base: stage %s ...", name);
-        int rc = stage_run(S, name, seed, cur, dir, out, sizeof out, &s);
+        int rc = stage_run(S, "base", name, seed, cur, dir, out, sizeof out, &s);
         if (rc) return rc;
         note(S, "base: stage %s done in %.0f s -> %s", name, s, out);
         srlm_fmt(cur, sizeof cur, "%s", out);
@@ -1184,7 +1211,8 @@ static int run_teacher(study *S, const json_t *tc, int traces) {
         srlm_fmt(dir, sizeof dir, "%s/teacher/stage-%zu-%s", S->run, i + 1, json_string_value(st));
         double s = 0;
         note(S, "teacher: stage %s ...", json_string_value(st));
-        if ((rc = stage_run(S, json_string_value(st), (uint64_t)S->seeds[0], cur, dir, out, sizeof out, &s))) return rc;
+        if ((rc = stage_run(S, "teacher", json_string_value(st), (uint64_t)S->seeds[0], cur, dir, out, sizeof out, &s)))
+            return rc;
         note(S, "teacher: stage %s done in %.0f s -> %s", json_string_value(st), s, out);
         srlm_fmt(cur, sizeof cur, "%s", out);
     }
@@ -1405,7 +1433,8 @@ static void unit_child(study *S, const st_unit *u, const char *in_model, const j
         s = srlm_now() - t0;
     } else if (!rc && u->kind == U_STAGE) {
         char out[ST_PATH] = "";
-        rc = stage_run(S, u->stage, (uint64_t)S->seeds[u->si], in_model, u->dir, out, sizeof out, &s);
+        rc = stage_run(S, S->pipes[u->p].name, u->stage, (uint64_t)S->seeds[u->si], in_model, u->dir, out, sizeof out,
+                       &s);
         json_object_set_new(res, "out", json_string(out));
     } else if (!rc) {
         json_t *sum = NULL;

@@ -44,7 +44,7 @@ print(len(pre) + len(c.get('teacher',{}).get('stages',[])) + len(c.get('base',{}
 
 # the base stages ran once, before the pipelines, and every pipeline starts from their model
 [ -d "$RUN/base/stage-1-instruct" ] || fail "the base stage did not run"
-grep -q 'Starting model (the `base` row): the student after the base stages instruct' "$RUN/report.md" ||
+grep -q 'the `base` row: the student after the base stages instruct' "$RUN/report.md" ||
   fail "report.md does not name the base stages"
 grep -q "base/stage-1-instruct/model" "$RUN/pipelines/sft/seed-1/stage-1-sft/stage.log" ||
   fail "the sft stage did not start from the base model"
