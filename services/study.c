@@ -212,9 +212,10 @@ static int run_logged_w(const st_argv *a, const char *logpath, double *seconds, 
     if (seconds) *seconds = srlm_now() - t0;
     int rc = 0;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        rc = srlm_set_error(SRLM_EIO, "'%.200s' failed (%s %d); see %s", cmd,
-                            WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-                            logpath);
+        /* the log path in full (the command is the log's first line), then the command */
+        rc = srlm_set_error(SRLM_EIO, "srlm %s failed (%s %d); see %s, which starts with the command: %.200s",
+                            a->n > 1 ? a->v[1] : "?", WIFEXITED(st) ? "exit status" : "signal",
+                            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), logpath, cmd);
     free(cmd);
     return rc;
 }
@@ -234,7 +235,7 @@ typedef struct {
     const char *name;
     json_t *stages;       /* array of stage names (borrowed from the config) */
     int failed;
-    char error[512];
+    char error[1024];
     double train_s[ST_MAX_SEEDS], eval_s[ST_MAX_SEEDS];
     st_cell *cells;       /* [n_evals] */
 } st_pipe;
@@ -1061,7 +1062,8 @@ static int write_report(study *S, double total_s) {
                    "%s (%.0f s, trained once before the pipelines, independent of the seed): `%s`.\n\n",
                 S->base_stages, S->base_s, S->student);
     fprintf(r, "## Held-out accuracy\n\nAccuracy = mean over problems of the fraction of samples judged correct "
-               "by the reward scorers (pass@1)%s; Δ = difference to the base model. How each set is decoded "
+               "by the reward scorers (pass@1)%s; Δ = difference to the base model, from the unrounded "
+               "accuracies (so it can differ from the difference of the rounded ones by 0.001). How each set is decoded "
                "(greedy, or several samples at a temperature): *Evaluation sets* below.\n\n%s\n",
             S->n_seeds > 1 ? ", mean ± sample std over seeds" : "", table);
     for (int p = 0; p < S->n_pipes; p++)
@@ -1327,7 +1329,7 @@ typedef struct {
     double seconds;
     pid_t pid;
     int state;
-    char error[512];
+    char error[1024];
 } st_unit;
 
 typedef struct {
