@@ -35,10 +35,14 @@ const char *srlm_strerror(int code) {
 }
 
 int srlm_set_error(int code, const char *fmt, ...) {
+    /* formatted aside first: the previous message may be an argument (wrapping an error
+     * with context: srlm_set_error(rc, "%s: %s", path, srlm_last_error())) */
+    char buf[sizeof g_errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_errbuf, sizeof g_errbuf, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(g_errbuf, buf, sizeof g_errbuf);
     return code;
 }
 

@@ -32,8 +32,9 @@ enum {
 const char *srlm_strerror(int code);
 
 /* Record the reason for the error about to be returned (printf format). Thread-local;
- * overwrites the previous message. Returns `code` so callers can write
- * `return srlm_set_error(SRLM_EINVAL, "%s:%d: ...", file, line);`. */
+ * overwrites the previous message, which may itself be an argument (to add context:
+ * `srlm_set_error(rc, "%s: %s", path, srlm_last_error())`). Returns `code` so callers can
+ * write `return srlm_set_error(SRLM_EINVAL, "%s:%d: ...", file, line);`. */
 int srlm_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The last message set on this thread ("" if none). Valid until the next set. */
 const char *srlm_last_error(void);

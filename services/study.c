@@ -311,18 +311,11 @@ static int check_model_dir(const char *what, const char *dir) {
     char p[ST_PATH];
     lm_config c;
     srlm_fmt(p, sizeof p, "%s/config.json", dir);
-    char why[512]; /* a copy: srlm_set_error writes the buffer srlm_last_error returns */
-    if (lm_config_load(p, &c)) {
-        srlm_fmt(why, sizeof why, "%s", srlm_last_error());
-        return srlm_set_error(SRLM_EINVAL, "%s: %s", what, why);
-    }
+    if (lm_config_load(p, &c)) return srlm_set_error(SRLM_EINVAL, "%s: %s", what, srlm_last_error());
     srlm_fmt(p, sizeof p, "%s/model.safetensors", dir);
     if (srlm_file_exists(p)) {
         st_file *f = NULL;
-        if (st_open(p, &f)) {
-            srlm_fmt(why, sizeof why, "%s", srlm_last_error());
-            return srlm_set_error(SRLM_EINVAL, "%s: %s", what, why);
-        }
+        if (st_open(p, &f)) return srlm_set_error(SRLM_EINVAL, "%s: %s", what, srlm_last_error());
         st_close(f);
         return 0;
     }

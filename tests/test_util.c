@@ -49,6 +49,17 @@ static void test_atomic_write_and_read(void **st) {
 }
 
 /* Numeric CLI flags: the whole string, in range, no overflow; *out untouched on error. */
+/* The previous message may be an argument of the next (adding context to an error): the
+ * result keeps it whole instead of reading the buffer while writing it. */
+static void test_error_wraps_previous(void **st) {
+    (void)st;
+    assert_int_equal(srlm_set_error(SRLM_EINVAL, "required field \"%s\" is missing", "vocab_size"), SRLM_EINVAL);
+    assert_int_equal(srlm_set_error(SRLM_EIO, "%s: %s", "/m/config.json", srlm_last_error()), SRLM_EIO);
+    assert_string_equal(srlm_last_error(), "/m/config.json: required field \"vocab_size\" is missing");
+    assert_int_equal(srlm_set_error(SRLM_EIO, "--model: %s", srlm_last_error()), SRLM_EIO);
+    assert_string_equal(srlm_last_error(), "--model: /m/config.json: required field \"vocab_size\" is missing");
+}
+
 static void test_parse_int(void **st) {
     (void)st;
     int v = 7;
@@ -96,6 +107,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_known_vector),
         cmocka_unit_test(test_atomic_write_and_read),
+        cmocka_unit_test(test_error_wraps_previous),
         cmocka_unit_test(test_parse_int),
         cmocka_unit_test(test_rng_is_deterministic),
         cmocka_unit_test(test_int_list),
