@@ -516,9 +516,8 @@ static int find_output_model(const char *dir, char *out, size_t n) {
 }
 
 /* Copy the study store into a stage directory so that every stage starts from the same
- * data and its own consumer cursors (LMDB data file copy; the store is closed here). */
-/* A consistent snapshot of the study store (mdb_env_copy under a read transaction): the
- * teacher's traces may be imported into it while other stages start (study jobs > 1). */
+ * data and its own consumer cursors: a consistent snapshot (mdb_env_copy under a read
+ * transaction), so the teacher's traces may be imported while other stages start. */
 static int copy_store(const char *from, const char *to) {
     int rc = srlm_mkdir_p(to);
     if (rc) return rc;
@@ -796,23 +795,30 @@ static void cell_add(st_cell *c, int si, const json_t *sum) {
     if (si + 1 > c->n) c->n = si + 1;
 }
 
-static void cell_stats(st_cell *c) {
-    double s = 0, mn = INFINITY, mx = -INFINITY;
+/* Mean, sample std (0 for one value), min and max of the finite values of x[n]; returns
+ * how many there were (mean/min/max NAN when none). */
+static int finite_stats(const double *x, int n, double *mean, double *sd, double *mn, double *mx) {
+    double s = 0, v = 0;
     int k = 0;
-    for (int i = 0; i < c->n; i++)
-        if (isfinite(c->acc[i])) {
-            s += c->acc[i];
+    *mn = INFINITY;
+    *mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) {
+            s += x[i];
             k++;
-            if (c->acc[i] < mn) mn = c->acc[i];
-            if (c->acc[i] > mx) mx = c->acc[i];
+            *mn = fmin(*mn, x[i]);
+            *mx = fmax(*mx, x[i]);
         }
-    c->acc_mean = k ? s / k : NAN;
-    double v = 0;
-    for (int i = 0; i < c->n; i++)
-        if (isfinite(c->acc[i])) v += (c->acc[i] - c->acc_mean) * (c->acc[i] - c->acc_mean);
-    c->acc_std = k > 1 ? sqrt(v / (k - 1)) : 0;
-    c->acc_min = k ? mn : NAN;
-    c->acc_max = k ? mx : NAN;
+    *mean = k ? s / k : NAN;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) v += (x[i] - *mean) * (x[i] - *mean);
+    *sd = k > 1 ? sqrt(v / (k - 1)) : 0;
+    if (!k) *mn = *mx = NAN;
+    return k;
+}
+
+static void cell_stats(st_cell *c) {
+    finite_stats(c->acc, c->n, &c->acc_mean, &c->acc_std, &c->acc_min, &c->acc_max);
 }
 
 /* ---- the report -------------------------------------------------------------------------- */
@@ -875,19 +881,16 @@ static void stage_effects(const study *S, FILE *sp) {
                 S->pipes[q].name, S->pipes[p].name);
         for (int e = 0; e < S->n_evals; e++) {
             const st_cell *a = &S->pipes[p].cells[e], *b = &S->pipes[q].cells[e];
-            double d[ST_MAX_SEEDS], m = 0, v = 0;
+            double d[ST_MAX_SEEDS], m, sd, lo, hi;
             int n = 0;
             for (int i = 0; i < a->n; i++) {
                 double base = b->n == 1 ? b->acc[0] : i < b->n ? b->acc[i] : NAN;
                 if (isfinite(a->acc[i]) && isfinite(base)) d[n++] = a->acc[i] - base;
             }
-            for (int i = 0; i < n; i++) m += d[i] / n;
-            for (int i = 0; i < n; i++) v += (d[i] - m) * (d[i] - m);
-            if (!n) {
+            if (!finite_stats(d, n, &m, &sd, &lo, &hi)) {
                 fprintf(sp, " — |");
                 continue;
             }
-            double sd = n > 1 ? sqrt(v / (n - 1)) : 0;
             if (n > 1) fprintf(sp, " %+.3f ± %.3f [", m, sd);
             else fprintf(sp, " %+.3f [", m);
             for (int i = 0; i < n; i++) fprintf(sp, "%s%+.3f", i ? ", " : "", d[i]);
@@ -1161,36 +1164,30 @@ static int teacher_need(const study *S, const json_t *stages) {
     return need;
 }
 
-/* The starting model's own stages (config key "base": {"stages": [...]}): trained once, in
- * order, before any pipeline, with the student model's seed (so the base does not depend
- * on --seeds), under RUN/base/stage-I-NAME. S->student becomes the last stage's model:
- * the analogue of a released instruction-tuned model (Qwen2.5-0.5B-Instruct) that every
- * pipeline of the study starts from. Errors: those of stage_run; 'stages' not an array of
- * names -> SRLM_EINVAL. */
-static int run_base(study *S, const json_t *base, uint64_t seed) {
-    const json_t *stages = json_object_get(base, "stages");
-    if (!json_is_array(stages)) return srlm_set_error(SRLM_EINVAL, "study config: base.stages: expected an array of stage names");
-    char cur[ST_PATH];
-    srlm_fmt(cur, sizeof cur, "%s", S->student);
+/* RUN/base/stage-I-NAME: the directory of base stage i (0-based). */
+static void base_stage_dir(const study *S, size_t i, const char *name, char *out, size_t n) {
+    srlm_fmt(out, n, "%s/base/stage-%zu-%s", S->run, i + 1, name);
+}
+
+/* The starting model's own stages (config key "base": {"stages": [...]}, checked by
+ * st_run): trained once, in order, before any pipeline, with the student model's seed (so
+ * the base does not depend on --seeds). S->student becomes the last stage's model: the
+ * analogue of a released instruction-tuned model (Qwen2.5-0.5B-Instruct) that every
+ * pipeline of the study starts from. Errors: those of stage_run. */
+static int run_base(study *S, const json_t *base) {
     size_t i;
     json_t *st;
-    double t0 = srlm_now();
-    json_array_foreach(stages, i, st) {
+    json_array_foreach(json_object_get(base, "stages"), i, st) {
         const char *name = json_string_value(st);
-        if (!name) return srlm_set_error(SRLM_EINVAL, "study config: base.stages[%zu]: expected a stage name", i);
         char dir[ST_PATH], out[ST_PATH];
-        srlm_fmt(dir, sizeof dir, "%s/base/stage-%zu-%s", S->run, i + 1, name);
+        base_stage_dir(S, i, name, dir, sizeof dir);
         double s = 0;
         note(S, "base: stage %s ...", name);
-        int rc = stage_run(S, "base", name, seed, cur, dir, out, sizeof out, &s);
+        int rc = stage_run(S, "base", name, S->base_seed, S->student, dir, out, sizeof out, &s);
         if (rc) return rc;
         note(S, "base: stage %s done in %.0f s -> %s", name, s, out);
-        srlm_fmt(cur, sizeof cur, "%s", out);
-        size_t used = strlen(S->base_stages);
-        srlm_fmt(S->base_stages + used, sizeof S->base_stages - used, "%s%s", used ? " → " : "", name);
+        srlm_fmt(S->student, sizeof S->student, "%s", out);
     }
-    srlm_fmt(S->student, sizeof S->student, "%s", cur);
-    S->base_s = srlm_now() - t0;
     return 0;
 }
 
@@ -1417,9 +1414,8 @@ static void unit_child(study *S, const st_unit *u, const char *in_model, const j
     double s = 0, t0 = srlm_now();
     int rc = srlm_mkdir_p(u->dir);
     if (!rc && u->kind == U_BASE) {
-        rc = run_base(S, base, S->base_seed);
+        rc = run_base(S, base);
         json_object_set_new(res, "out", json_string(S->student));
-        json_object_set_new(res, "base_stages", json_string(S->base_stages));
         s = srlm_now() - t0;
     } else if (!rc && u->kind == U_TEACHER) {
         rc = run_teacher(S, tc, S->teacher_traces);
@@ -1492,7 +1488,6 @@ static void unit_finish(study *S, st_sched *q, st_unit *u, int status) {
         if (ok) {
             srlm_fmt(u->out, sizeof u->out, "%s", jstr(res, "out", ""));
             srlm_fmt(S->student, sizeof S->student, "%s", u->out);
-            srlm_fmt(S->base_stages, sizeof S->base_stages, "%s", jstr(res, "base_stages", ""));
             S->base_s = u->seconds;
         } else {
             note(S, "base: FAILED: %s", u->error);
@@ -1541,20 +1536,23 @@ static void unit_finish(study *S, st_sched *q, st_unit *u, int status) {
 /* Mark every pipeline with a unit that failed or never ran; fill timings and curves. */
 static int sched_collect(study *S, st_sched *q) {
     int rc = 0;
-    for (int i = 0; i < q->n; i++)
-        if ((q->u[i].kind == U_TEACHER || q->u[i].kind == U_BASE) && q->u[i].state != ST_DONE)
+    int base_done = 0;
+    for (int i = 0; i < q->n; i++) {
+        if (q->u[i].kind != U_TEACHER && q->u[i].kind != U_BASE) continue;
+        if (q->u[i].state != ST_DONE)
             rc = srlm_set_error(SRLM_EIO, "%s failed: %s", q->u[i].kind == U_BASE ? "base" : "teacher",
                                 q->u[i].error[0] ? q->u[i].error : "not run");
-        else if (q->u[i].kind == U_BASE) { /* the base stages' curves come first, labelled "base: STAGE" */
-            size_t k;
-            json_t *st;
-            json_array_foreach(json_object_get(json_object_get(S->cfg, "base"), "stages"), k, st) {
-                char key[ST_PATH], dir[ST_PATH];
-                srlm_fmt(key, sizeof key, "base/%zu/%s", k + 1, json_string_value(st));
-                srlm_fmt(dir, sizeof dir, "%s/base/stage-%zu-%s", S->run, k + 1, json_string_value(st));
-                add_curve(S, key, json_string_value(st), "base", dir);
-            }
+        else base_done |= q->u[i].kind == U_BASE;
+    }
+    if (base_done) { /* the base stages' curves come first, labelled "base: STAGE" */
+        size_t k;
+        json_t *st;
+        json_array_foreach(json_object_get(json_object_get(S->cfg, "base"), "stages"), k, st) {
+            char dir[ST_PATH];
+            base_stage_dir(S, k, json_string_value(st), dir, sizeof dir);
+            add_curve(S, dir, json_string_value(st), "base", dir); /* the directory is the key */
         }
+    }
     for (int p = 0; p < S->n_pipes; p++) {
         st_pipe *P = &S->pipes[p];
         int n_stages = (int)json_array_size(P->stages);
@@ -1863,9 +1861,13 @@ int st_run(const st_opts *o) {
         }
         size_t i;
         json_t *st;
-        json_array_foreach(bs, i, st) if (!json_is_string(st) || !json_object_get(json_object_get(S.cfg, "stages"), json_string_value(st))) {
-            rc = srlm_set_error(SRLM_EINVAL, "study config: base.stages[%zu]: not a stage defined in 'stages'", i);
-            goto out;
+        json_array_foreach(bs, i, st) {
+            if (!json_is_string(st) || !json_object_get(json_object_get(S.cfg, "stages"), json_string_value(st))) {
+                rc = srlm_set_error(SRLM_EINVAL, "study config: base.stages[%zu]: not a stage defined in 'stages'", i);
+                goto out;
+            }
+            size_t used = strlen(S.base_stages); /* "a → b", for the report */
+            srlm_fmt(S.base_stages + used, sizeof S.base_stages - used, "%s%s", i ? " → " : "", json_string_value(st));
         }
     }
     if ((rc = check_stages(&S))) goto out;
@@ -1877,6 +1879,7 @@ int st_run(const st_opts *o) {
     if (base && o->model) {
         note(&S, "base: stages skipped (--model gives the starting model)");
         base = NULL;
+        S.base_stages[0] = 0;
     }
     S.base_seed = (uint64_t)jnum(json_object_get(models, stu), "seed", 1);
     if (tc) {
