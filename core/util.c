@@ -455,6 +455,8 @@ uint64_t srlm_rng_below(srlm_rng *r, uint64_t n) {
 }
 
 /* ---- small strings ----------------------------------------------------------------- */
+int srlm_cmp_strp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 int srlm_parse_int(const char *s, long lo, long hi, int *out) {
     if (!s || !*s) return SRLM_EINVAL;
     char *end;

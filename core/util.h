@@ -119,6 +119,9 @@ uint64_t srlm_rng_below(srlm_rng *r, uint64_t n); /* uniform in [0, n), unbiased
 /* ---- small strings ----------------------------------------------------------------- */
 /* Parse "1,2,3" into a heap array of ints (*out, caller frees). Error: SRLM_EINVAL. */
 int srlm_parse_int_list(const char *s, int **out, int *n);
+/* qsort/bsearch comparator for an array of C strings (char *), by strcmp. */
+int srlm_cmp_strp(const void *a, const void *b);
+
 /* Parse a whole decimal integer in [lo, hi] (no empty string, no trailing text, no
  * overflow) into *out. Error: SRLM_EINVAL, *out unchanged. For numeric CLI flags. */
 int srlm_parse_int(const char *s, long lo, long hi, int *out);

@@ -79,7 +79,7 @@ typedef struct {
  * Arith: "Tom has 5 apples. Tom gets 3 more. ... How many apples does Tom have now?" with
  * solution "5+3=8. 8*2=16.\n#### 16". Code: "Write a function add_3(x) that returns x plus
  * 3." with 3 asserts, a reference solution, entry_point, code_format mbpp. */
-int ds_synth(const ds_synth_opts *o, ds_recvec *out);
+int ds_synth(const ds_synth_opts *o, ds_recvec *out); /* exclude_split set: SRLM_EINVAL */
 /* Generate and store (replacing synth-KIND/SPLIT) in one transaction. With exclude_split,
  * problems whose prompt occurs in that split are skipped and generation goes on (indices
  * n, n+1, ...) until n records are kept; *n_excluded (may be NULL) gets how many were

@@ -464,8 +464,6 @@ void ds_read_end(ds_store *s) {
 }
 
 /* Split a comma list into a sorted, deduplicated array of heap strings. */
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static size_t split_list(const char *s, char ***out) {
     *out = NULL;
     size_t n = 0;
@@ -486,7 +484,7 @@ static size_t split_list(const char *s, char ***out) {
         if (!e) break;
         p = e + 1;
     }
-    if (n > 1) qsort(*out, n, sizeof **out, cmp_str);
+    if (n > 1) qsort(*out, n, sizeof **out, srlm_cmp_strp);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && !strcmp((*out)[m - 1], (*out)[i])) { free((*out)[i]); continue; }

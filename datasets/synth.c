@@ -217,8 +217,6 @@ static int check_opts(const ds_synth_opts *o) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* n records from indices 0, 1, ... skipping prompts in the sorted set excl[n_excl]. */
 static int synth_excluding(const ds_synth_opts *o, char *const *excl, size_t n_excl, ds_recvec *out, size_t *skipped) {
     int arith = !strcmp(o->kind, "arith");
@@ -231,7 +229,7 @@ static int synth_excluding(const ds_synth_opts *o, char *const *excl, size_t n_e
                                   o->kind, o->split, out->n, o->n, o->exclude_split, limit);
         Dataset__Record *r = arith ? synth_arith(o, i) : synth_code(o, i);
         const char *key = r->prompt;
-        if (n_excl && bsearch(&key, excl, n_excl, sizeof *excl, cmp_str)) {
+        if (n_excl && bsearch(&key, excl, n_excl, sizeof *excl, srlm_cmp_strp)) {
             ds_record_free(r);
             ++*skipped;
             continue;
@@ -243,6 +241,8 @@ static int synth_excluding(const ds_synth_opts *o, char *const *excl, size_t n_e
 
 int ds_synth(const ds_synth_opts *o, ds_recvec *out) {
     int rc = check_opts(o);
+    if (!rc && o->exclude_split) /* the excluded prompts live in a store */
+        rc = srlm_set_error(SRLM_EINVAL, "exclude_split needs the store: use ds_synth_import");
     size_t skipped;
     return rc ? rc : synth_excluding(o, NULL, 0, out, &skipped);
 }
@@ -272,7 +272,7 @@ int ds_synth_import(ds_store *s, const ds_synth_opts *o, size_t *n_excluded) {
     if (o->exclude_split && ex.n == 0)
         return srlm_set_error(SRLM_ENOTFOUND, "--exclude-split %s: the store has no %s records in split '%s' "
                               "(generate the held-out split first)", o->exclude_split, src, o->exclude_split);
-    if (ex.n) qsort(ex.v, ex.n, sizeof *ex.v, cmp_str);
+    if (ex.n) qsort(ex.v, ex.n, sizeof *ex.v, srlm_cmp_strp);
     ds_recvec rv = {0};
     size_t skipped = 0;
     rc = synth_excluding(o, ex.v, ex.n, &rv, &skipped);

@@ -316,8 +316,8 @@ int cr_score(void *vctx, const char *problem_json, const char *completion, rewar
     /* format ok: a fenced block, or (prompts that open the fence or the function
      * themselves: MBPP, HumanEval) a non-blank completion that defines the entry point or,
      * HumanEval, continues the prompt's definition of it */
-    char def[300]; /* "def ENTRY(", or any "def " when the problem names no entry point */
-    snprintf(def, sizeof def, pb.entry && *pb.entry ? "def %s(" : "def ", pb.entry ? pb.entry : "");
+    char def[300] = "def "; /* "def ENTRY(", or any "def " when the problem names no entry point */
+    if (pb.entry && *pb.entry) snprintf(def, sizeof def, "def %s(", pb.entry);
     out->format_ok = fenced || (!blank(code) && (strstr(code, def) || (pb.humaneval && strstr(pb.prompt, def))));
     if (blank(code)) {
         /* nothing to run: a wrong answer, not an infrastructure failure */

@@ -463,6 +463,8 @@ static void test_synth_exclude_split(void **state) {
     ds_recvec_free(&a);
     ds_synth_opts ex = plain;
     ex.exclude_split = "test";
+    assert_int_equal(ds_synth(&ex, &a), SRLM_EINVAL); /* without a store the exclusion cannot hold */
+    assert_int_equal(a.n, 0);
     size_t skipped = 0;
     assert_int_equal(ds_synth_import(f->st, &ex, &skipped), 0);
     assert_true(skipped >= shared);
