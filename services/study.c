@@ -587,7 +587,19 @@ static int check_stages(study *S) {
         av_push(&a, cpath);
         rc = run_logged(&a, log, NULL);
         av_free(&a);
-        if (rc) return srlm_set_error(SRLM_EINVAL, "study config: stages.%s is not a valid pipeline stage; see %s", name, log);
+        if (rc) { /* quote srlm run's reason: with --check the log goes away with the run dir */
+            char *txt = NULL, *why = NULL;
+            size_t n = 0;
+            if (!srlm_read_file(log, &txt, &n, 0)) {
+                while (n && (txt[n - 1] == '\n' || txt[n - 1] == ' ')) txt[--n] = 0;
+                why = strrchr(txt, '\n');
+                why = why ? why + 1 : txt;
+            }
+            rc = srlm_set_error(SRLM_EINVAL, "study config: stages.%s is not a valid pipeline stage: %s", name,
+                                why && *why ? why : "(srlm run --check said nothing)");
+            free(txt);
+            return rc;
+        }
     }
     return 0;
 }
