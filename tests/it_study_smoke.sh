@@ -122,9 +122,9 @@ done
 "$BIN" study --help | grep -q -- '--check' || fail "--help does not list --check"
 # a bad key inside a stage: --check quotes srlm run's reason (its log is removed with the
 # temporary directory)
-jq '.stages.sft.bogus = 3' configs/study-smoke.json >"$WORK/badstage.json"
+jq '.stages.grpo.bogus = 3' configs/study-smoke.json >"$WORK/badstage.json"
 rc=0; "$BIN" study "$WORK/badstage.json" --check >"$WORK/badstage.txt" 2>&1 || rc=$?
-[ "$rc" -eq 2 ] && grep -q 'stages.sft is not a valid pipeline stage: .*stages\[0\].bogus: unknown key' "$WORK/badstage.txt" ||
+[ "$rc" -eq 2 ] && grep -q 'stages.grpo is not a valid pipeline stage: .*stages\[0\].bogus: unknown key' "$WORK/badstage.txt" ||
   { cat "$WORK/badstage.txt" >&2; fail "--check does not say why a stage is invalid"; }
 # --check reads the model given by --model: a config without weights, or a broken
 # safetensors header, is an error before anything is trained
