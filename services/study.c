@@ -376,6 +376,24 @@ static int make_model(study *S, const char *role, const json_t *spec, char *out,
     return rc;
 }
 
+/* data.synth[]: each exclude_split names a split that another entry of the same kind
+ * synthesizes (checked with --check, before anything is generated). */
+static int check_synth_excludes(const json_t *data) {
+    size_t i, j;
+    json_t *e, *f;
+    json_array_foreach(json_object_get(data, "synth"), i, e) {
+        const char *x = jstr(e, "exclude_split", NULL);
+        if (!x) continue;
+        int found = 0;
+        json_array_foreach(json_object_get(data, "synth"), j, f) found |= j != i &&
+            !strcmp(jstr(f, "kind", "arith"), jstr(e, "kind", "arith")) && !strcmp(jstr(f, "split", "train"), x);
+        if (!found)
+            return srlm_set_error(SRLM_EINVAL, "study config: data.synth[%zu].exclude_split: no %s set of split '%s' "
+                                  "in data.synth", i, jstr(e, "kind", "arith"), x);
+    }
+    return 0;
+}
+
 static int setup_data(study *S, const json_t *data) {
     static const char *const KEYS[] = {"synth", "import", NULL};
     static const char *const SK[] = {"kind", "split", "n", "seed", "max_steps", "max_number", "exclude_split", NULL};
@@ -1744,6 +1762,12 @@ int st_run(const st_opts *o) {
             }
         }
         S.pipes[p].cells = srlm_xcalloc((size_t)S.n_evals, sizeof(st_cell));
+        for (int q = 0; q < p; q++)
+            if (!strcmp(S.pipes[q].name, S.pipes[p].name)) {
+                rc = srlm_set_error(SRLM_EINVAL, "study config: pipelines[%d]: the name '%s' is used twice", p,
+                                    S.pipes[p].name);
+                goto out;
+            }
     }
     if (o->only) { /* keep the selected pipelines only: the log, report and results show those */
         for (const char *q = o->only; *q;) {
@@ -1882,6 +1906,7 @@ int st_run(const st_opts *o) {
             srlm_fmt(S.base_stages + used, sizeof S.base_stages - used, "%s%s", i ? " → " : "", json_string_value(st));
         }
     }
+    if ((rc = check_synth_excludes(json_object_get(S.cfg, "data")))) goto out;
     if ((rc = check_stages(&S))) goto out;
     note(&S, "stage configs checked (srlm run --check)");
     if (o->check_only) goto out;

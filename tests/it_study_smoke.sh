@@ -120,6 +120,13 @@ for bad in '{"stages": ["nope"]}=base.stages\[0\]: not a stage defined' '{"stage
   grep -q "${bad#*=}" "$WORK/badbase.txt" || { cat "$WORK/badbase.txt" >&2; fail "bad base ${bad%%=*}: message"; }
 done
 "$BIN" study --help | grep -q -- '--check' || fail "--help does not list --check"
+# an exclude_split no synth set makes, or two pipelines with one name: named errors
+for bad in '.data.synth[0].exclude_split = "tset"@@exclude_split: no arith set of split .tset.' \
+           '.pipelines[1].name = "base"@@the name .base. is used twice'; do
+  jq "${bad%%@@*}" configs/study-smoke.json >"$WORK/bad2.json"
+  rc=0; "$BIN" study "$WORK/bad2.json" --check >"$WORK/bad2.txt" 2>&1 || rc=$?
+  [ "$rc" -eq 2 ] && grep -q "${bad#*@@}" "$WORK/bad2.txt" || { cat "$WORK/bad2.txt" >&2; fail "--check with ${bad%%@@*}"; }
+done
 # a bad key inside a stage: --check quotes srlm run's reason (its log is removed with the
 # temporary directory)
 jq '.stages.grpo.bogus = 3' configs/study-smoke.json >"$WORK/badstage.json"
